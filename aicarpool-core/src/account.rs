@@ -1,0 +1,237 @@
+//! Upstream accounts: who the gateway calls on a member's behalf.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Sealed;
+
+/// The kind of upstream an account talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    /// Claude subscription through OAuth tokens.
+    ClaudeOauth,
+    /// Anthropic API key.
+    ClaudeApi,
+    /// A relay that speaks the Anthropic Messages API (Kimi, Qwen, GLM, …).
+    AnthropicCompatible,
+    Gemini,
+    OpenaiCompatible,
+}
+
+/// The wire protocol a client or an account speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Anthropic,
+    Gemini,
+    Openai,
+}
+
+impl Platform {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::ClaudeOauth => "claude_oauth",
+            Platform::ClaudeApi => "claude_api",
+            Platform::AnthropicCompatible => "anthropic_compatible",
+            Platform::Gemini => "gemini",
+            Platform::OpenaiCompatible => "openai_compatible",
+        }
+    }
+
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Platform::ClaudeOauth | Platform::ClaudeApi | Platform::AnthropicCompatible => {
+                Protocol::Anthropic
+            }
+            Platform::Gemini => Protocol::Gemini,
+            Platform::OpenaiCompatible => Protocol::Openai,
+        }
+    }
+
+    /// Platforms whose accounts this build can create and call.
+    pub fn is_supported(self) -> bool {
+        matches!(self, Platform::ClaudeApi | Platform::AnthropicCompatible)
+    }
+}
+
+/// Known Anthropic-compatible relays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    Kimi,
+    Qwen,
+    Glm,
+    Deepseek,
+    Custom,
+}
+
+/// How the account's key is presented upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AuthStyle {
+    /// `x-api-key: <key>`
+    XApiKey,
+    /// `Authorization: Bearer <key>`
+    Bearer,
+}
+
+/// Default base URL of the Anthropic API.
+pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
+
+impl Preset {
+    /// The relay's documented base URL (the client appends `/v1/messages`).
+    pub fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            Preset::Kimi => Some("https://api.moonshot.cn/anthropic"),
+            Preset::Qwen => Some("https://dashscope.aliyuncs.com/apps/anthropic"),
+            Preset::Glm => Some("https://open.bigmodel.cn/api/anthropic"),
+            Preset::Deepseek => Some("https://api.deepseek.com/anthropic"),
+            Preset::Custom => None,
+        }
+    }
+
+    /// The header style each relay documents.
+    pub fn auth_style(self) -> AuthStyle {
+        match self {
+            Preset::Kimi | Preset::Glm => AuthStyle::Bearer,
+            Preset::Qwen | Preset::Deepseek | Preset::Custom => AuthStyle::XApiKey,
+        }
+    }
+}
+
+/// Plain upstream credentials. Only ever held in memory; `Debug` redacts.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Credentials {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mark = |o: &Option<String>| if o.is_some() { "<redacted>" } else { "-" };
+        f.debug_struct("Credentials")
+            .field("api_key", &mark(&self.api_key))
+            .field("access_token", &mark(&self.access_token))
+            .field("refresh_token", &mark(&self.refresh_token))
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// The secret sent upstream for API-key style accounts.
+    pub fn bearer_or_key(&self) -> Option<&str> {
+        self.api_key.as_deref().or(self.access_token.as_deref())
+    }
+}
+
+/// Who owns an account: a carpool group, or an enterprise pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AccountOwner {
+    Group(String),
+    Enterprise(String),
+}
+
+/// A stored upstream account. Credentials stay sealed here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    pub platform: Platform,
+    pub preset: Option<Preset>,
+    /// Explicit base URL; `None` uses the platform or preset default.
+    pub base_url: Option<String>,
+    pub owner: AccountOwner,
+    /// Models this account serves; empty = any.
+    pub models: Vec<String>,
+    /// Client model → upstream model.
+    pub model_map: BTreeMap<String, String>,
+    /// Lower is tried first.
+    pub priority: i32,
+    pub weight: u32,
+    pub max_concurrency: Option<u32>,
+    /// Outbound proxy URL (`http://`, `https://`, `socks5://`).
+    pub proxy: Option<String>,
+    pub enabled: bool,
+    #[serde(skip)]
+    pub credentials: Sealed,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Account {
+    /// The base URL requests go to, without a trailing slash.
+    pub fn effective_base_url(&self) -> Option<String> {
+        let url = match (&self.base_url, self.platform, self.preset) {
+            (Some(u), _, _) => u.as_str(),
+            (None, Platform::ClaudeApi | Platform::ClaudeOauth, _) => ANTHROPIC_BASE_URL,
+            (None, Platform::AnthropicCompatible, Some(p)) => p.default_base_url()?,
+            _ => return None,
+        };
+        Some(url.trim_end_matches('/').to_owned())
+    }
+
+    /// How this account authenticates upstream.
+    pub fn auth_style(&self) -> AuthStyle {
+        match self.platform {
+            Platform::ClaudeApi => AuthStyle::XApiKey,
+            Platform::AnthropicCompatible => {
+                self.preset.map_or(AuthStyle::XApiKey, Preset::auth_style)
+            }
+            Platform::ClaudeOauth | Platform::Gemini | Platform::OpenaiCompatible => {
+                AuthStyle::Bearer
+            }
+        }
+    }
+
+    /// Whether this account serves `model` (before mapping).
+    pub fn serves_model(&self, model: &str) -> bool {
+        self.models.is_empty()
+            || self.model_map.contains_key(model)
+            || self.models.iter().any(|m| crate::key::glob_match(m, model))
+    }
+
+    /// The model name to send upstream.
+    pub fn upstream_model<'a>(&'a self, model: &'a str) -> &'a str {
+        self.model_map.get(model).map_or(model, String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_debug_redacts() {
+        let c = Credentials {
+            api_key: Some("sk-ant-very-secret".into()),
+            ..Default::default()
+        };
+        let s = format!("{c:?}");
+        assert!(!s.contains("very-secret"));
+        assert!(s.contains("<redacted>"));
+    }
+
+    #[test]
+    fn presets_have_documented_urls() {
+        assert_eq!(
+            Preset::Kimi.default_base_url(),
+            Some("https://api.moonshot.cn/anthropic")
+        );
+        assert_eq!(Preset::Deepseek.auth_style(), AuthStyle::XApiKey);
+        assert_eq!(Preset::Custom.default_base_url(), None);
+    }
+}

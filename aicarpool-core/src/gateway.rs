@@ -1,0 +1,358 @@
+//! The gateway: authenticate → admit → route → dispatch → stream → settle.
+//!
+//! [`Gateway`] takes an `http::Request<Bytes>` (the server has already
+//! read the body, bounded by [`MAX_BODY_BYTES`]) and answers an
+//! `http::Response<GatewayBody>` whose body streams as the upstream sends.
+//! It is framework-free: axum, hyper or a test harness can mount it.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use std::sync::Arc;
+//! use aicarpool_core::gateway::Gateway;
+//! use aicarpool_core::secret::{MasterKey, Sealer};
+//! use aicarpool_core::store::MemoryStore;
+//!
+//! let gateway = Gateway::new(Arc::new(MemoryStore::new()), Sealer::new(&MasterKey::generate()));
+//! let request = http::Request::post("/v1/messages")
+//!     .header("x-api-key", "aicp_…")
+//!     .body(bytes::Bytes::from_static(b"{}"))
+//!     .unwrap();
+//! let response = gateway.handle(request).await;
+//! # let _ = response;
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use moka::sync::Cache;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::account::{Account, Protocol};
+use crate::key::{KeyHash, KeyRecord};
+use crate::pricing::Pricing;
+use crate::provider::anthropic::{AnthropicProvider, MessagesEndpoint, MessagesRequest};
+use crate::router::{PriorityRouter, Router};
+use crate::secret::Sealer;
+use crate::store::DynStore;
+use crate::usage::{UsageWriter, UsageWriterConfig};
+
+mod auth;
+mod error;
+mod messages;
+mod relay;
+mod routes;
+
+pub use error::GatewayError;
+use routes::RouteTable;
+
+/// Largest request body accepted (32 MiB); larger ones get 413.
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// Response body type of the gateway.
+pub type GatewayBody = UnsyncBoxBody<Bytes, BodyError>;
+
+/// Error inside a response body stream.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BodyError(pub String);
+
+/// Timeouts and bounds of the request path.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Accounts tried per request at most.
+    pub max_attempts: usize,
+    /// TCP/TLS connect to an upstream.
+    pub connect_timeout: Duration,
+    /// From sending the request to the upstream's response headers.
+    pub first_byte_timeout: Duration,
+    /// Longest silence between two chunks of a stream.
+    pub idle_timeout: Duration,
+    /// After the client left: how long the upstream is still read for usage.
+    pub drain_timeout: Duration,
+    /// After the client left: how many bytes are still read for usage.
+    pub drain_max_bytes: usize,
+    /// Largest non-streaming upstream answer.
+    pub max_response_bytes: usize,
+    /// How long a key stays cached (writes invalidate it at once).
+    pub key_cache_ttl: Duration,
+    /// How long a group's routing table stays cached (writes invalidate it).
+    pub route_cache_ttl: Duration,
+    /// How long shutdown waits for open streams to settle.
+    pub settle_timeout: Duration,
+    pub usage_writer: UsageWriterConfig,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            connect_timeout: Duration::from_secs(10),
+            first_byte_timeout: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(300),
+            drain_timeout: Duration::from_secs(60),
+            drain_max_bytes: 16 << 20,
+            max_response_bytes: 64 << 20,
+            key_cache_ttl: Duration::from_secs(300),
+            route_cache_ttl: Duration::from_secs(60),
+            settle_timeout: Duration::from_secs(5),
+            usage_writer: UsageWriterConfig::default(),
+        }
+    }
+}
+
+/// Result of [`Gateway::test_account`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountTestReport {
+    pub ok: bool,
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The data plane as one value that servers mount. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: DynStore,
+    sealer: Sealer,
+    router: Arc<dyn Router>,
+    pricing: Arc<Pricing>,
+    anthropic: AnthropicProvider,
+    usage: UsageWriter,
+    keys: Cache<KeyHash, Arc<KeyRecord>>,
+    routes: Cache<String, Arc<RouteTable>>,
+    /// Bumped by every invalidation, so a lookup that raced a write does
+    /// not put a stale entry back into a cache.
+    cache_generation: AtomicU64,
+    /// In-flight counters by account id; they outlive route-table reloads.
+    in_flight: Mutex<HashMap<String, Arc<AtomicU32>>>,
+    /// Open streams, so shutdown can wait for them to settle.
+    streams: TaskTracker,
+    shutdown: CancellationToken,
+    config: GatewayConfig,
+}
+
+/// Builds a [`Gateway`] with non-default parts.
+#[derive(Debug)]
+pub struct GatewayBuilder {
+    store: DynStore,
+    sealer: Sealer,
+    router: Arc<dyn Router>,
+    pricing: Arc<Pricing>,
+    config: GatewayConfig,
+    http: Option<reqwest::Client>,
+}
+
+impl GatewayBuilder {
+    pub fn router(mut self, router: Arc<dyn Router>) -> Self {
+        self.router = router;
+        self
+    }
+
+    pub fn pricing(mut self, pricing: Pricing) -> Self {
+        self.pricing = Arc::new(pricing);
+        self
+    }
+
+    pub fn config(mut self, config: GatewayConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The HTTP client for upstream calls (default: rustls, pooled,
+    /// `connect_timeout` from the config).
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// Builds the gateway; starts the usage writer on the current runtime.
+    pub fn build(self) -> Gateway {
+        let config = self.config;
+        let http = self.http.unwrap_or_else(|| {
+            reqwest::Client::builder()
+                .connect_timeout(config.connect_timeout)
+                .pool_idle_timeout(Duration::from_secs(90))
+                .tcp_nodelay(true)
+                .build()
+                .unwrap_or_default()
+        });
+        let usage_store: Arc<dyn crate::store::UsageStore> = Arc::new(StoreHandle(self.store.clone()));
+        Gateway {
+            inner: Arc::new(Inner {
+                usage: UsageWriter::spawn(usage_store, config.usage_writer),
+                keys: Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_live(config.key_cache_ttl)
+                    .build(),
+                routes: Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_live(config.route_cache_ttl)
+                    .build(),
+                store: self.store,
+                sealer: self.sealer,
+                router: self.router,
+                pricing: self.pricing,
+                anthropic: AnthropicProvider::new(http),
+                cache_generation: AtomicU64::new(0),
+                in_flight: Mutex::default(),
+                streams: TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+                config,
+            }),
+        }
+    }
+}
+
+/// Lets the usage writer hold the whole store as a `UsageStore`.
+#[derive(Debug)]
+struct StoreHandle(DynStore);
+
+#[async_trait::async_trait]
+impl crate::store::UsageStore for StoreHandle {
+    async fn insert_usage(&self, records: &[crate::usage::UsageRecord]) -> crate::store::StoreResult<()> {
+        self.0.insert_usage(records).await
+    }
+
+    async fn usage_report(
+        &self,
+        query: &crate::usage::UsageQuery,
+    ) -> crate::store::StoreResult<crate::usage::UsageReport> {
+        self.0.usage_report(query).await
+    }
+}
+
+impl Gateway {
+    /// A gateway with the simple priority router and embedded prices.
+    pub fn new(store: DynStore, sealer: Sealer) -> Self {
+        Self::builder(store, sealer).build()
+    }
+
+    pub fn builder(store: DynStore, sealer: Sealer) -> GatewayBuilder {
+        GatewayBuilder {
+            store,
+            sealer,
+            router: Arc::new(PriorityRouter),
+            pricing: Arc::new(Pricing::embedded()),
+            config: GatewayConfig::default(),
+            http: None,
+        }
+    }
+
+    /// Serves one data-plane request.
+    pub async fn handle(&self, req: http::Request<Bytes>) -> http::Response<GatewayBody> {
+        let started = Instant::now();
+        let path = req.uri().path();
+        let endpoint = if path.ends_with("/messages/count_tokens") {
+            MessagesEndpoint::CountTokens
+        } else if path.ends_with("/messages") {
+            MessagesEndpoint::Messages
+        } else {
+            return GatewayError::NotFound(format!("no data-plane route for {path}"))
+                .into_response(Protocol::Anthropic);
+        };
+        messages::serve(&self.inner, endpoint, req, started)
+            .await
+            .unwrap_or_else(|e| e.into_response(Protocol::Anthropic))
+    }
+
+    /// The 413 answer for a body over [`MAX_BODY_BYTES`], in the protocol of `uri`.
+    pub fn body_too_large(&self, _uri: &http::Uri) -> http::Response<GatewayBody> {
+        GatewayError::TooLarge.into_response(Protocol::Anthropic)
+    }
+
+    /// Forgets a cached key so the next request sees the store.
+    pub fn invalidate_key(&self, hash: &KeyHash) {
+        self.inner.cache_generation.fetch_add(1, Ordering::AcqRel);
+        self.inner.keys.invalidate(hash);
+    }
+
+    /// Forgets a group's cached binding and accounts.
+    pub fn invalidate_group(&self, group_id: &str) {
+        self.inner.cache_generation.fetch_add(1, Ordering::AcqRel);
+        self.inner.routes.invalidate(group_id);
+    }
+
+    /// Forgets every cached routing table (an account changed).
+    pub fn invalidate_routes(&self) {
+        self.inner.cache_generation.fetch_add(1, Ordering::AcqRel);
+        self.inner.routes.invalidate_all();
+    }
+
+    /// Makes a minimal real call with the account's credentials.
+    pub async fn test_account(&self, account: &Account) -> AccountTestReport {
+        let started = Instant::now();
+        let report = |status: Option<u16>, error: Option<String>| AccountTestReport {
+            ok: error.is_none(),
+            status,
+            latency_ms: started.elapsed().as_millis() as u64,
+            error,
+        };
+        let routable = match routes::routable(&self.inner, account.clone()) {
+            Ok(r) => Arc::new(r),
+            Err(e) => return report(None, Some(e.to_string())),
+        };
+        let body = serde_json::json!({
+            "model": crate::provider::anthropic::probe_model(account),
+            "max_tokens": 1,
+            "messages": [{"role": "user", "content": "ping"}],
+        });
+        let req = MessagesRequest {
+            account: routable,
+            endpoint: MessagesEndpoint::Messages,
+            query: None,
+            client_headers: http::HeaderMap::new(),
+            body: Bytes::from(body.to_string()),
+        };
+        let call = tower::ServiceExt::oneshot(self.inner.anthropic.clone(), req);
+        match tokio::time::timeout(Duration::from_secs(30), call).await {
+            Err(_) => report(None, Some("the upstream did not answer in 30 s".into())),
+            Ok(Err(e)) => report(None, Some(e.to_string())),
+            Ok(Ok(resp)) => {
+                let status = resp.status();
+                if status.is_success() {
+                    report(Some(status.as_u16()), None)
+                } else {
+                    let text = relay::read_bounded(resp, 4096).await;
+                    report(Some(status.as_u16()), Some(relay::error_message(&text)))
+                }
+            }
+        }
+    }
+
+    /// Waits for open streams to settle (bounded), then writes all queued
+    /// usage. Streams still open after the bound are ended and recorded
+    /// as partial.
+    pub async fn shutdown(&self) {
+        let inner = &self.inner;
+        inner.streams.close();
+        if tokio::time::timeout(inner.config.settle_timeout, inner.streams.wait())
+            .await
+            .is_err()
+        {
+            inner.shutdown.cancel();
+            inner.streams.wait().await;
+        }
+        inner.usage.shutdown().await;
+    }
+}
+
+impl Inner {
+    fn in_flight_counter(&self, account_id: &str) -> Arc<AtomicU32> {
+        let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(account_id.to_owned()).or_default().clone()
+    }
+}
+

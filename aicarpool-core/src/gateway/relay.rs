@@ -1,0 +1,327 @@
+//! Relaying the upstream answer to the client and settling its usage.
+//!
+//! A streamed answer is pumped by its own task: each chunk goes to the
+//! client as soon as it arrives, through a small bounded channel, so a slow
+//! client slows the upstream read instead of growing a buffer. If the client
+//! goes away, the task keeps reading (bounded in time and bytes) so the
+//! final usage is still recorded.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::Response;
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::error::full;
+use super::messages::RequestContext;
+use super::{BodyError, GatewayBody, GatewayError, Inner};
+use crate::id::new_id;
+use crate::key::KeyRecord;
+use crate::provider::anthropic::MessagesEndpoint;
+use crate::provider::is_dropped_response_header;
+use crate::router::{Candidate, InFlightLease, Outcome};
+use crate::stream::anthropic::{usage_from_body, AnthropicStreamUsage};
+use crate::stream::SseObserver;
+use crate::usage::{Accuracy, Usage, UsageRecord};
+
+/// Chunks buffered between the upstream reader and the client at most.
+const CHANNEL_CHUNKS: usize = 16;
+
+/// What settling a request needs once the answer is over.
+struct Settlement {
+    inner: Arc<Inner>,
+    key: Arc<KeyRecord>,
+    model: String,
+    upstream_model: String,
+    account_id: String,
+    started: Instant,
+    record_usage: bool,
+    /// Held until the answer is over: the account's concurrency slot.
+    _lease: InFlightLease,
+}
+
+impl Settlement {
+    async fn settle(self, usage: Usage, status: u16, accuracy: Accuracy) {
+        if !self.record_usage {
+            return;
+        }
+        self.inner
+            .record(
+                &self.key,
+                &self.model,
+                &self.upstream_model,
+                Some(self.account_id.clone()),
+                usage,
+                status,
+                accuracy,
+                self.started,
+            )
+            .await;
+    }
+}
+
+/// Forwards the upstream's answer (success or the client's own 4xx).
+pub(super) async fn respond(
+    inner: &Arc<Inner>,
+    ctx: &RequestContext,
+    candidate: &Candidate,
+    lease: InFlightLease,
+    upstream: reqwest::Response,
+) -> Response<GatewayBody> {
+    let status = upstream.status();
+    let mut builder = Response::builder().status(status);
+    if let Some(headers) = builder.headers_mut() {
+        for (name, value) in upstream.headers() {
+            if !is_dropped_response_header(name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+    }
+    let settlement = Settlement {
+        inner: inner.clone(),
+        key: ctx.key.clone(),
+        model: ctx.model.clone(),
+        upstream_model: candidate.account.account.upstream_model(&ctx.model).to_owned(),
+        account_id: candidate.account.account.id.clone(),
+        started: ctx.started,
+        record_usage: ctx.endpoint == MessagesEndpoint::Messages,
+        _lease: lease,
+    };
+    let is_stream = upstream
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+
+    let body = if is_stream && status.is_success() {
+        let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+        let idle = inner.config.idle_timeout;
+        inner
+            .streams
+            .spawn(pump(upstream.bytes_stream().boxed(), tx, settlement, idle));
+        StreamBody::new(ReceiverStream::new(rx)).boxed_unsync()
+    } else {
+        let limit = inner.config.max_response_bytes;
+        let read = tokio::time::timeout(inner.config.idle_timeout, read_all(upstream, limit)).await;
+        match read {
+            Ok(Ok(bytes)) => {
+                let usage = usage_from_body(&bytes);
+                let accuracy = if usage.is_some() { Accuracy::Exact } else { Accuracy::Estimated };
+                settlement
+                    .settle(usage.unwrap_or_default(), status.as_u16(), accuracy)
+                    .await;
+                full(bytes)
+            }
+            Ok(Err(reason)) => return upstream_body_failed(settlement, reason).await,
+            Err(_) => return upstream_body_failed(settlement, "the upstream answer timed out".into()).await,
+        }
+    };
+    builder
+        .body(body)
+        .unwrap_or_else(|_| GatewayError::BadUpstream("invalid upstream headers".into()).into_response(crate::account::Protocol::Anthropic))
+}
+
+async fn upstream_body_failed(settlement: Settlement, reason: String) -> Response<GatewayBody> {
+    let e = GatewayError::BadUpstream(format!("reading the upstream answer failed: {reason}"));
+    settlement
+        .inner
+        .router
+        .report(&settlement.account_id, &Outcome::Failed { reason });
+    settlement.settle(Usage::default(), e.status().as_u16(), Accuracy::Partial).await;
+    e.into_response(crate::account::Protocol::Anthropic)
+}
+
+type ChunkSender = mpsc::Sender<Result<Frame<Bytes>, BodyError>>;
+
+/// Reads the upstream stream to the end, forwarding while the client
+/// listens and draining (bounded) after it leaves; then settles.
+async fn pump(
+    mut upstream: futures::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+    tx: ChunkSender,
+    settlement: Settlement,
+    idle: Duration,
+) {
+    let inner = settlement.inner.clone();
+    let config = &inner.config;
+    let mut observer = SseObserver::new(AnthropicStreamUsage::default());
+    let mut client = Some(tx);
+    let mut drain_deadline: Option<tokio::time::Instant> = None;
+    let mut drained = 0usize;
+    let mut broken: Option<String> = None;
+
+    loop {
+        let wait = match drain_deadline {
+            Some(d) => d.saturating_duration_since(tokio::time::Instant::now()),
+            None => idle,
+        };
+        let next = tokio::select! {
+            biased;
+            () = inner.shutdown.cancelled() => {
+                broken = Some("the gateway is shutting down".into());
+                break;
+            }
+            next = tokio::time::timeout(wait, upstream.next()) => next,
+        };
+        let chunk = match next {
+            Err(_) => {
+                broken = Some(if drain_deadline.is_some() {
+                    "stopped draining: time limit".into()
+                } else {
+                    "the upstream stream went idle".into()
+                });
+                break;
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                broken = Some(format!("the upstream stream broke: {e}"));
+                break;
+            }
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        observer.feed(&chunk);
+        match &client {
+            Some(tx) => {
+                let len = chunk.len();
+                let sent = tokio::select! {
+                    biased;
+                    () = inner.shutdown.cancelled() => false,
+                    sent = tx.send(Ok(Frame::data(chunk))) => sent.is_ok(),
+                };
+                if !sent {
+                    tracing::debug!(account_id = %settlement.account_id, "client left mid-stream; draining for usage");
+                    client = None;
+                    drained = len;
+                    drain_deadline = Some(tokio::time::Instant::now() + config.drain_timeout);
+                }
+            }
+            None => {
+                drained += chunk.len();
+                if drained > config.drain_max_bytes {
+                    broken = Some("stopped draining: byte limit".into());
+                    break;
+                }
+            }
+        }
+    }
+
+    let seen = observer.finish();
+    if let (Some(reason), Some(tx)) = (&broken, &client) {
+        // The client is still there: end its stream with a protocol error.
+        let event = GatewayError::BadUpstream(reason.clone()).anthropic_event();
+        let _ = tx.send(Ok(Frame::data(event))).await;
+    }
+    let accuracy = if seen.completed { Accuracy::Exact } else { Accuracy::Partial };
+    let status = match (&seen.error, &broken) {
+        (Some(e), _) => status_of_error_type(&e.kind),
+        (None, Some(_)) if !seen.completed => 502,
+        _ => 200,
+    };
+    if let Some(e) = &seen.error {
+        let outcome = match status {
+            529 => Outcome::Overloaded,
+            429 => Outcome::RateLimited { retry_after: None },
+            _ => Outcome::Failed { reason: e.message.clone() },
+        };
+        inner.router.report(&settlement.account_id, &outcome);
+    } else if let Some(reason) = broken.filter(|_| !seen.completed) {
+        inner.router.report(&settlement.account_id, &Outcome::Failed { reason });
+    }
+    settlement.settle(seen.usage, status, accuracy).await;
+}
+
+/// The status an in-stream `error` event stands for.
+fn status_of_error_type(kind: &str) -> u16 {
+    match kind {
+        "overloaded_error" => 529,
+        "rate_limit_error" => 429,
+        "invalid_request_error" => 400,
+        "api_error" => 500,
+        _ => 502,
+    }
+}
+
+/// Reads a whole body up to `limit` bytes.
+async fn read_all(resp: reqwest::Response, limit: usize) -> Result<Bytes, String> {
+    let mut stream = resp.bytes_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        if buf.len() + chunk.len() > limit {
+            return Err(format!("the upstream answer is larger than {limit} bytes"));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// Reads at most `limit` bytes of a body (for error messages).
+pub(super) async fn read_bounded(resp: reqwest::Response, limit: usize) -> Bytes {
+    let mut stream = resp.bytes_stream();
+    let mut buf = Vec::new();
+    while let Some(Ok(chunk)) = stream.next().await {
+        let room = limit.saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if buf.len() >= limit {
+            break;
+        }
+    }
+    Bytes::from(buf)
+}
+
+/// The message of an upstream error body (`error.message`), else its text.
+pub(super) fn error_message(body: &[u8]) -> String {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let from_json = parsed.as_ref().and_then(|v| {
+        v.pointer("/error/message")
+            .or_else(|| v.get("message"))
+            .and_then(|m| m.as_str())
+            .map(str::to_owned)
+    });
+    let mut msg = from_json.unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
+    if msg.len() > 300 {
+        let cut = (0..=300).rev().find(|&i| msg.is_char_boundary(i)).unwrap_or(0);
+        msg.truncate(cut);
+        msg.push('…');
+    }
+    if msg.is_empty() {
+        msg = "no error message".into();
+    }
+    msg
+}
+
+impl Inner {
+    /// Prices and queues one usage record.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn record(
+        &self,
+        key: &KeyRecord,
+        model: &str,
+        price_model: &str,
+        account_id: Option<String>,
+        usage: Usage,
+        status: u16,
+        accuracy: Accuracy,
+        started: Instant,
+    ) {
+        let record = UsageRecord {
+            id: new_id(),
+            at: chrono::Utc::now(),
+            key_id: key.id.clone(),
+            user_id: key.user_id.clone(),
+            group_id: key.group_id.clone(),
+            account_id,
+            model: model.to_owned(),
+            cost_micro_usd: self.pricing.cost_micro_usd(price_model, &usage),
+            usage,
+            latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            status,
+            accuracy,
+        };
+        self.usage.record(record).await;
+    }
+}

@@ -1,0 +1,170 @@
+//! Sealing upstream credentials at rest with AES-256-GCM.
+//!
+//! A sealed blob is `version (1) ‖ nonce (12) ‖ ciphertext+tag`. The account
+//! id is bound in as associated data, so a blob copied onto another account
+//! fails to open.
+
+use std::fmt;
+
+use aes_gcm::aead::{Aead, KeyInit, OsRng, Payload};
+use aes_gcm::{AeadCore, Aes256Gcm, Key, Nonce};
+use base64::{engine::general_purpose::STANDARD as B64, Engine};
+use serde::{Deserialize, Serialize};
+
+use crate::account::Credentials;
+
+const VERSION: u8 = 1;
+const NONCE_LEN: usize = 12;
+
+/// Errors of sealing and opening.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("master key must be 32 bytes of base64")]
+    BadMasterKey,
+    #[error("sealed credentials are damaged or were sealed under another key")]
+    Open,
+    #[error("credentials could not be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Ciphertext of an account's credentials, as stored. `Debug` shows only
+/// its length.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed(pub Vec<u8>);
+
+impl fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sealed({} bytes)", self.0.len())
+    }
+}
+
+/// The master key. `Debug` redacts it.
+#[derive(Clone)]
+pub struct MasterKey(Key<Aes256Gcm>);
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey(<redacted>)")
+    }
+}
+
+impl MasterKey {
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        Self(Aes256Gcm::generate_key(OsRng))
+    }
+
+    /// Reads a base64-encoded 32-byte key (surrounding whitespace ignored).
+    pub fn from_base64(s: &str) -> Result<Self, SecretError> {
+        let bytes = B64
+            .decode(s.trim())
+            .map_err(|_| SecretError::BadMasterKey)?;
+        if bytes.len() != 32 {
+            return Err(SecretError::BadMasterKey);
+        }
+        Ok(Self(*Key::<Aes256Gcm>::from_slice(&bytes)))
+    }
+
+    pub fn to_base64(&self) -> String {
+        B64.encode(self.0.as_slice())
+    }
+}
+
+/// Seals and opens credentials under one master key.
+#[derive(Clone)]
+pub struct Sealer {
+    cipher: Aes256Gcm,
+}
+
+impl fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sealer(<redacted>)")
+    }
+}
+
+impl Sealer {
+    pub fn new(key: &MasterKey) -> Self {
+        Self {
+            cipher: Aes256Gcm::new(&key.0),
+        }
+    }
+
+    /// Encrypts `creds` for account `account_id`.
+    pub fn seal(&self, account_id: &str, creds: &Credentials) -> Result<Sealed, SecretError> {
+        let plain = serde_json::to_vec(creds)?;
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let ct = self
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: &plain,
+                    aad: account_id.as_bytes(),
+                },
+            )
+            .map_err(|_| SecretError::Open)?;
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
+        out.push(VERSION);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(Sealed(out))
+    }
+
+    /// Decrypts the credentials of account `account_id`.
+    pub fn open(&self, account_id: &str, sealed: &Sealed) -> Result<Credentials, SecretError> {
+        let b = &sealed.0;
+        if b.len() < 1 + NONCE_LEN || b[0] != VERSION {
+            return Err(SecretError::Open);
+        }
+        let nonce = Nonce::from_slice(&b[1..1 + NONCE_LEN]);
+        let plain = self
+            .cipher
+            .decrypt(
+                nonce,
+                Payload {
+                    msg: &b[1 + NONCE_LEN..],
+                    aad: account_id.as_bytes(),
+                },
+            )
+            .map_err(|_| SecretError::Open)?;
+        serde_json::from_slice(&plain).map_err(|_| SecretError::Open)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds() -> Credentials {
+        Credentials {
+            api_key: Some("sk-test-123".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn seal_open_round_trip() {
+        let s = Sealer::new(&MasterKey::generate());
+        let sealed = s.seal("acc1", &creds()).unwrap();
+        assert!(!String::from_utf8_lossy(&sealed.0).contains("sk-test-123"));
+        assert_eq!(s.open("acc1", &sealed).unwrap(), creds());
+    }
+
+    #[test]
+    fn wrong_account_or_key_fails() {
+        let s = Sealer::new(&MasterKey::generate());
+        let sealed = s.seal("acc1", &creds()).unwrap();
+        assert!(s.open("acc2", &sealed).is_err());
+        let other = Sealer::new(&MasterKey::generate());
+        assert!(other.open("acc1", &sealed).is_err());
+    }
+
+    #[test]
+    fn master_key_base64() {
+        let k = MasterKey::generate();
+        let k2 = MasterKey::from_base64(&k.to_base64()).unwrap();
+        assert_eq!(k.to_base64(), k2.to_base64());
+        assert!(MasterKey::from_base64("c2hvcnQ=").is_err());
+        assert_eq!(format!("{k:?}"), "MasterKey(<redacted>)");
+    }
+}

@@ -1,0 +1,214 @@
+//! Token usage, usage records and reports.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+mod writer;
+
+pub use writer::{UsageWriter, UsageWriterConfig};
+
+/// Tokens of one request, split the way prices are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Cache writes with the default 5-minute lifetime.
+    pub cache_write_5m_tokens: u64,
+    /// Cache writes with the 1-hour lifetime (priced higher).
+    pub cache_write_1h_tokens: u64,
+    pub cache_read_tokens: u64,
+}
+
+impl Usage {
+    pub fn cache_write_tokens(&self) -> u64 {
+        self.cache_write_5m_tokens + self.cache_write_1h_tokens
+    }
+
+    pub fn total_tokens(&self) -> u64 {
+        self.input_tokens + self.output_tokens + self.cache_write_tokens() + self.cache_read_tokens
+    }
+}
+
+/// How much of a request's usage was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accuracy {
+    /// The upstream reported final usage.
+    Exact,
+    /// The stream ended early; this is what was seen.
+    Partial,
+    /// Counted by the gateway, not reported by the upstream.
+    Estimated,
+}
+
+impl Accuracy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Accuracy::Exact => "exact",
+            Accuracy::Partial => "partial",
+            Accuracy::Estimated => "estimated",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "exact" => Some(Accuracy::Exact),
+            "partial" => Some(Accuracy::Partial),
+            "estimated" => Some(Accuracy::Estimated),
+            _ => None,
+        }
+    }
+}
+
+/// One request, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageRecord {
+    pub id: String,
+    pub at: DateTime<Utc>,
+    pub key_id: String,
+    pub user_id: String,
+    pub group_id: String,
+    /// The account that served (or last failed); `None` when none was tried.
+    pub account_id: Option<String>,
+    /// The model the client asked for.
+    pub model: String,
+    pub usage: Usage,
+    pub cost_micro_usd: i64,
+    pub latency_ms: u64,
+    /// HTTP status the client saw.
+    pub status: u16,
+    pub accuracy: Accuracy,
+}
+
+impl UsageRecord {
+    pub fn is_error(&self) -> bool {
+        self.status >= 400
+    }
+}
+
+/// Whose usage a report covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageScope {
+    Key(String),
+    User(String),
+    Group(String),
+    Account(String),
+}
+
+/// How report rows are bucketed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UsageGroupBy {
+    Day,
+    Hour,
+    Model,
+    User,
+    Key,
+    Account,
+}
+
+/// A report request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageQuery {
+    pub scope: UsageScope,
+    /// Inclusive.
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive.
+    pub to: Option<DateTime<Utc>>,
+    pub group_by: Option<UsageGroupBy>,
+}
+
+/// Sums over a set of records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageTotals {
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cost_micro_usd: i64,
+    pub errors: u64,
+}
+
+impl UsageTotals {
+    pub fn add(&mut self, r: &UsageRecord) {
+        self.requests += 1;
+        self.input_tokens += r.usage.input_tokens;
+        self.output_tokens += r.usage.output_tokens;
+        self.cache_write_tokens += r.usage.cache_write_tokens();
+        self.cache_read_tokens += r.usage.cache_read_tokens;
+        self.cost_micro_usd += r.cost_micro_usd;
+        self.errors += u64::from(r.is_error());
+    }
+
+    /// Cost in USD, for the API.
+    pub fn cost_usd(&self) -> f64 {
+        self.cost_micro_usd as f64 / 1_000_000.0
+    }
+}
+
+/// One bucket of a report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageRow {
+    /// Day `2026-11-26`, hour `2026-11-26T07:00:00Z`, or the model, user,
+    /// key or account id. Empty string when the record had none.
+    pub bucket: String,
+    #[serde(flatten)]
+    pub totals: UsageTotals,
+}
+
+/// The answer to a [`UsageQuery`]. Rows are sorted by bucket.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageReport {
+    pub rows: Vec<UsageRow>,
+    pub totals: UsageTotals,
+}
+
+impl UsageQuery {
+    /// Whether `r` falls in this query's scope and time range.
+    pub fn matches(&self, r: &UsageRecord) -> bool {
+        let in_scope = match &self.scope {
+            UsageScope::Key(id) => &r.key_id == id,
+            UsageScope::User(id) => &r.user_id == id,
+            UsageScope::Group(id) => &r.group_id == id,
+            UsageScope::Account(id) => r.account_id.as_deref() == Some(id.as_str()),
+        };
+        in_scope && self.from.is_none_or(|f| r.at >= f) && self.to.is_none_or(|t| r.at < t)
+    }
+
+    /// The bucket `r` lands in under this query's `group_by`.
+    pub fn bucket(&self, r: &UsageRecord) -> String {
+        match self.group_by {
+            None => String::new(),
+            Some(UsageGroupBy::Day) => r.at.format("%Y-%m-%d").to_string(),
+            Some(UsageGroupBy::Hour) => r.at.format("%Y-%m-%dT%H:00:00Z").to_string(),
+            Some(UsageGroupBy::Model) => r.model.clone(),
+            Some(UsageGroupBy::User) => r.user_id.clone(),
+            Some(UsageGroupBy::Key) => r.key_id.clone(),
+            Some(UsageGroupBy::Account) => r.account_id.clone().unwrap_or_default(),
+        }
+    }
+
+    /// Builds a report from records, for backends that aggregate in Rust.
+    pub fn aggregate<'a>(&self, records: impl IntoIterator<Item = &'a UsageRecord>) -> UsageReport {
+        let mut rows = std::collections::BTreeMap::<String, UsageTotals>::new();
+        let mut totals = UsageTotals::default();
+        for r in records.into_iter().filter(|r| self.matches(r)) {
+            totals.add(r);
+            if self.group_by.is_some() {
+                rows.entry(self.bucket(r)).or_default().add(r);
+            }
+        }
+        UsageReport {
+            rows: rows
+                .into_iter()
+                .map(|(bucket, totals)| UsageRow { bucket, totals })
+                .collect(),
+            totals,
+        }
+    }
+}

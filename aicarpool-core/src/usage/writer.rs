@@ -1,0 +1,200 @@
+//! The batched, bounded usage writer.
+//!
+//! Requests hand their record to a channel and go on; one task writes
+//! batches to the [`UsageStore`]. The channel is bounded, so a slow database
+//! slows recording down instead of growing memory. A failed batch is
+//! retried (inserts are idempotent by record id); on shutdown everything
+//! queued is written before [`UsageWriter::shutdown`] returns.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Mutex};
+use tokio::task::JoinHandle;
+
+use super::UsageRecord;
+use crate::store::UsageStore;
+
+/// Tuning of the writer.
+#[derive(Debug, Clone, Copy)]
+pub struct UsageWriterConfig {
+    /// Records queued at most before senders wait.
+    pub capacity: usize,
+    /// Records written per transaction at most.
+    pub batch_size: usize,
+    /// Longest a record waits before its batch is written.
+    pub flush_interval: Duration,
+}
+
+impl Default for UsageWriterConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 8192,
+            batch_size: 256,
+            flush_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+/// The stop signal and handle of the writing task.
+type RunningTask = (mpsc::Sender<()>, JoinHandle<()>);
+
+/// Queues usage records for storage. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct UsageWriter {
+    tx: mpsc::Sender<UsageRecord>,
+    task: Arc<Mutex<Option<RunningTask>>>,
+}
+
+impl UsageWriter {
+    /// Starts the writing task on the current runtime.
+    pub fn spawn(store: Arc<dyn UsageStore>, config: UsageWriterConfig) -> Self {
+        let (tx, rx) = mpsc::channel(config.capacity.max(1));
+        let (stop_tx, stop_rx) = mpsc::channel(1);
+        let handle = tokio::spawn(run(store, config, rx, stop_rx));
+        Self {
+            tx,
+            task: Arc::new(Mutex::new(Some((stop_tx, handle)))),
+        }
+    }
+
+    /// Queues a record, waiting for room if the queue is full. A record sent
+    /// after shutdown is logged and dropped.
+    pub async fn record(&self, record: UsageRecord) {
+        if let Err(e) = self.tx.send(record).await {
+            tracing::error!(record_id = %e.0.id, "usage writer stopped; record dropped");
+        }
+    }
+
+    /// Writes everything queued, then stops. Later calls do nothing.
+    pub async fn shutdown(&self) {
+        let Some((stop, handle)) = self.task.lock().await.take() else {
+            return;
+        };
+        let _ = stop.send(()).await;
+        if let Err(e) = handle.await {
+            tracing::error!(error = %e, "usage writer task failed");
+        }
+    }
+}
+
+async fn run(
+    store: Arc<dyn UsageStore>,
+    config: UsageWriterConfig,
+    mut rx: mpsc::Receiver<UsageRecord>,
+    mut stop: mpsc::Receiver<()>,
+) {
+    let mut batch = Vec::with_capacity(config.batch_size);
+    let mut tick = tokio::time::interval(config.flush_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            got = rx.recv() => match got {
+                Some(r) => {
+                    batch.push(r);
+                    if batch.len() >= config.batch_size {
+                        write(&*store, &mut batch, false).await;
+                    }
+                }
+                None => break,
+            },
+            _ = tick.tick() => write(&*store, &mut batch, false).await,
+            _ = stop.recv() => {
+                // Take what is already queued, then stop.
+                rx.close();
+                while let Some(r) = rx.recv().await {
+                    batch.push(r);
+                    if batch.len() >= config.batch_size {
+                        write(&*store, &mut batch, true).await;
+                    }
+                }
+                break;
+            }
+        }
+    }
+    write(&*store, &mut batch, true).await;
+}
+
+/// Writes the batch, retrying with back-off. While running, a batch that
+/// keeps failing stays queued for the next tick; at shutdown it is retried a
+/// few times and then reported as lost.
+async fn write(store: &dyn UsageStore, batch: &mut Vec<UsageRecord>, final_flush: bool) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut delay = Duration::from_millis(50);
+    for attempt in 1..=5 {
+        match store.insert_usage(batch).await {
+            Ok(()) => {
+                batch.clear();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, records = batch.len(), "writing usage failed");
+                if !final_flush && attempt >= 2 {
+                    return;
+                }
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+    tracing::error!(records = batch.len(), "usage records could not be written and are lost");
+    batch.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::store::MemoryStore;
+    use crate::usage::{Accuracy, Usage, UsageQuery, UsageScope};
+
+    fn rec(i: usize) -> UsageRecord {
+        UsageRecord {
+            id: format!("r{i}"),
+            at: chrono::Utc::now(),
+            key_id: "k".into(),
+            user_id: "u".into(),
+            group_id: "g".into(),
+            account_id: None,
+            model: "m".into(),
+            usage: Usage {
+                input_tokens: 1,
+                ..Default::default()
+            },
+            cost_micro_usd: 0,
+            latency_ms: 1,
+            status: 200,
+            accuracy: Accuracy::Exact,
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_flushes_everything_queued() {
+        let store = Arc::new(MemoryStore::new());
+        let w = UsageWriter::spawn(
+            store.clone(),
+            UsageWriterConfig {
+                capacity: 16,
+                batch_size: 7,
+                flush_interval: Duration::from_secs(3600),
+            },
+        );
+        for i in 0..100 {
+            w.record(rec(i)).await;
+        }
+        w.shutdown().await;
+        let report = store
+            .usage_report(&UsageQuery {
+                scope: UsageScope::Key("k".into()),
+                from: None,
+                to: None,
+                group_by: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(report.totals.requests, 100);
+    }
+}

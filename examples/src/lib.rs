@@ -1,0 +1,1 @@
+//! Runnable examples live next to this crate manifest; see `examples/*.rs`.
