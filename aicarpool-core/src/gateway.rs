@@ -189,7 +189,8 @@ impl GatewayBuilder {
                 .build()
                 .unwrap_or_default()
         });
-        let usage_store: Arc<dyn crate::store::UsageStore> = Arc::new(StoreHandle(self.store.clone()));
+        let usage_store: Arc<dyn crate::store::UsageStore> =
+            Arc::new(StoreHandle(self.store.clone()));
         Gateway {
             inner: Arc::new(Inner {
                 usage: UsageWriter::spawn(usage_store, config.usage_writer),
@@ -222,7 +223,10 @@ struct StoreHandle(DynStore);
 
 #[async_trait::async_trait]
 impl crate::store::UsageStore for StoreHandle {
-    async fn insert_usage(&self, records: &[crate::usage::UsageRecord]) -> crate::store::StoreResult<()> {
+    async fn insert_usage(
+        &self,
+        records: &[crate::usage::UsageRecord],
+    ) -> crate::store::StoreResult<()> {
         self.0.insert_usage(records).await
     }
 
@@ -355,4 +359,3 @@ impl Inner {
         map.entry(account_id.to_owned()).or_default().clone()
     }
 }
-

@@ -318,13 +318,28 @@ mod tests {
 
     #[test]
     fn typed_errors() {
-        assert_eq!(MemberKey::parse("sk-ant-123"), Err(KeyParseError::MissingPrefix));
+        assert_eq!(
+            MemberKey::parse("sk-ant-123"),
+            Err(KeyParseError::MissingPrefix)
+        );
         assert_eq!(MemberKey::parse("aicp_a_b"), Err(KeyParseError::WrongShape));
-        assert_eq!(MemberKey::parse("aicp_a_b_c_d"), Err(KeyParseError::WrongShape));
+        assert_eq!(
+            MemberKey::parse("aicp_a_b_c_d"),
+            Err(KeyParseError::WrongShape)
+        );
         let s = "x".repeat(30);
-        assert_eq!(MemberKey::parse(&format!("aicp__b_{s}")), Err(KeyParseError::BadGroupId));
-        assert_eq!(MemberKey::parse(&format!("aicp_a_b!_{s}")), Err(KeyParseError::BadUserId));
-        assert_eq!(MemberKey::parse("aicp_a_b_short"), Err(KeyParseError::BadSecret));
+        assert_eq!(
+            MemberKey::parse(&format!("aicp__b_{s}")),
+            Err(KeyParseError::BadGroupId)
+        );
+        assert_eq!(
+            MemberKey::parse(&format!("aicp_a_b!_{s}")),
+            Err(KeyParseError::BadUserId)
+        );
+        assert_eq!(
+            MemberKey::parse("aicp_a_b_short"),
+            Err(KeyParseError::BadSecret)
+        );
     }
 
     #[test]
@@ -338,7 +353,10 @@ mod tests {
     fn globs() {
         assert!(glob_match("claude-sonnet-*", "claude-sonnet-4-5"));
         assert!(!glob_match("claude-sonnet-*", "claude-opus-4-1"));
-        assert!(glob_match("claude-cli/*", "claude-cli/2.1.197 (external, cli)"));
+        assert!(glob_match(
+            "claude-cli/*",
+            "claude-cli/2.1.197 (external, cli)"
+        ));
         assert!(glob_match("*", ""));
         assert!(glob_match("a?c", "abc"));
         assert!(glob_match("*x*y", "axbxy"));

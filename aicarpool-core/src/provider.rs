@@ -146,7 +146,10 @@ pub fn is_dropped_response_header(name: &HeaderName) -> bool {
 /// (epoch seconds), as a wait from now.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let now = chrono::Utc::now();
-    if let Some(v) = headers.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+    {
         if let Ok(secs) = v.trim().parse::<u64>() {
             return Some(Duration::from_secs(secs));
         }

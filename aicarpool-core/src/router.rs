@@ -83,15 +83,23 @@ pub struct RouteRequest<'a> {
 /// How an attempt on an account went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Success { latency: Duration },
+    Success {
+        latency: Duration,
+    },
     /// Rate limited (429); `retry_after` when the upstream said.
-    RateLimited { retry_after: Option<Duration> },
+    RateLimited {
+        retry_after: Option<Duration>,
+    },
     /// Overloaded (529).
     Overloaded,
     /// 5xx, timeout, connect error or broken stream.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     /// 401/403: the account's credentials were refused.
-    CredentialsRejected { status: u16 },
+    CredentialsRejected {
+        status: u16,
+    },
 }
 
 /// Chooses accounts for requests.

@@ -71,8 +71,12 @@ pub trait GroupStore: Send + Sync {
     async fn membership(&self, group_id: &str, user_id: &str) -> StoreResult<Option<Membership>>;
     /// Members with their user records, oldest first.
     async fn members(&self, group_id: &str) -> StoreResult<Vec<(Membership, User)>>;
-    async fn set_member_role(&self, group_id: &str, user_id: &str, role: GroupRole)
-        -> StoreResult<()>;
+    async fn set_member_role(
+        &self,
+        group_id: &str,
+        user_id: &str,
+        role: GroupRole,
+    ) -> StoreResult<()>;
     /// Removes the membership and deletes that member's keys in the group;
     /// returns the deleted keys (so caches can be invalidated).
     async fn remove_member(&self, group_id: &str, user_id: &str) -> StoreResult<Vec<KeyRecord>>;
@@ -112,8 +116,11 @@ pub trait KeyStore: Send + Sync {
     /// The lookup of the data plane.
     async fn key_by_hash(&self, hash: &KeyHash) -> StoreResult<Option<KeyRecord>>;
     /// Keys of a group, optionally only one user's, oldest first.
-    async fn keys_of_group(&self, group_id: &str, user_id: Option<&str>)
-        -> StoreResult<Vec<KeyRecord>>;
+    async fn keys_of_group(
+        &self,
+        group_id: &str,
+        user_id: Option<&str>,
+    ) -> StoreResult<Vec<KeyRecord>>;
     /// Replaces every field, the hash included (rotation).
     async fn update_key(&self, key: &KeyRecord) -> StoreResult<()>;
     async fn delete_key(&self, id: &str) -> StoreResult<()>;
@@ -141,7 +148,13 @@ pub trait Store:
 }
 
 impl<T> Store for T where
-    T: UserStore + GroupStore + AccountStore + KeyStore + UsageStore + HealthCheck + std::fmt::Debug
+    T: UserStore
+        + GroupStore
+        + AccountStore
+        + KeyStore
+        + UsageStore
+        + HealthCheck
+        + std::fmt::Debug
 {
 }
 

@@ -136,14 +136,17 @@ mod tests {
             event != Some("ping")
         }
         fn on_event(&mut self, event: Option<&str>, data: &[u8]) {
-            self.0
-                .push((event.map(str::to_owned), String::from_utf8_lossy(data).into()));
+            self.0.push((
+                event.map(str::to_owned),
+                String::from_utf8_lossy(data).into(),
+            ));
         }
     }
 
     #[test]
     fn events_split_anywhere_are_reassembled() {
-        let stream = b"event: a\ndata: {\"x\":1}\n\nevent: ping\ndata: {}\n\r\ndata: one\ndata: two\n\n";
+        let stream =
+            b"event: a\ndata: {\"x\":1}\n\nevent: ping\ndata: {}\n\r\ndata: one\ndata: two\n\n";
         for cut in 0..stream.len() {
             let mut o = SseObserver::new(Collect::default());
             o.feed(&stream[..cut]);

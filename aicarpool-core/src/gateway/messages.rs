@@ -71,7 +71,11 @@ pub(super) async fn serve(
         Ok(m) => m,
         Err(e) => {
             if endpoint == MessagesEndpoint::Messages {
-                let failed = Failed { error: &e, account_id: None, model: "" };
+                let failed = Failed {
+                    error: &e,
+                    account_id: None,
+                    model: "",
+                };
                 inner.record_failure(&key, failed, started).await;
             }
             return Err(e);
@@ -91,7 +95,11 @@ pub(super) async fn serve(
         Ok(resp) => Ok(resp),
         Err((e, account_id)) => {
             if endpoint == MessagesEndpoint::Messages {
-                let failed = Failed { error: &e, account_id, model: &ctx.model };
+                let failed = Failed {
+                    error: &e,
+                    account_id,
+                    model: &ctx.model,
+                };
                 inner.record_failure(&ctx.key, failed, started).await;
             }
             Err(e)
@@ -100,9 +108,14 @@ pub(super) async fn serve(
 }
 
 /// Parses what routing needs and checks the key's own policy.
-fn admit(key: &KeyRecord, headers: &HeaderMap, body: &[u8]) -> Result<(String, Range<usize>), GatewayError> {
-    let peek: Peek<'_> = serde_json::from_slice(body)
-        .map_err(|e| GatewayError::InvalidRequest(format!("request body is not valid JSON: {e}")))?;
+fn admit(
+    key: &KeyRecord,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(String, Range<usize>), GatewayError> {
+    let peek: Peek<'_> = serde_json::from_slice(body).map_err(|e| {
+        GatewayError::InvalidRequest(format!("request body is not valid JSON: {e}"))
+    })?;
     let raw = peek
         .model
         .ok_or_else(|| GatewayError::InvalidRequest("model: field required".into()))?;
@@ -111,14 +124,21 @@ fn admit(key: &KeyRecord, headers: &HeaderMap, body: &[u8]) -> Result<(String, R
     // The raw value borrows from `body`; its offset is where `model` sits.
     let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
     let span = start..start + raw.get().len();
-    let user_agent = headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok());
-    key.check(chrono::Utc::now(), Service::Claude, Some(&model), user_agent)
-        .map_err(|refusal| match refusal {
-            KeyRefusal::Disabled | KeyRefusal::Expired(_) => {
-                GatewayError::Authentication(refusal.to_string())
-            }
-            _ => GatewayError::Permission(refusal.to_string()),
-        })?;
+    let user_agent = headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    key.check(
+        chrono::Utc::now(),
+        Service::Claude,
+        Some(&model),
+        user_agent,
+    )
+    .map_err(|refusal| match refusal {
+        KeyRefusal::Disabled | KeyRefusal::Expired(_) => {
+            GatewayError::Authentication(refusal.to_string())
+        }
+        _ => GatewayError::Permission(refusal.to_string()),
+    })?;
     Ok((model, span))
 }
 
@@ -141,7 +161,10 @@ async fn dispatch(
     inner: &Arc<Inner>,
     ctx: &RequestContext,
 ) -> Result<Response<GatewayBody>, (GatewayError, Option<String>)> {
-    let table = inner.route_table(&ctx.key.group_id).await.map_err(|e| (e, None))?;
+    let table = inner
+        .route_table(&ctx.key.group_id)
+        .await
+        .map_err(|e| (e, None))?;
     let request = RouteRequest {
         group_id: &ctx.key.group_id,
         key_id: &ctx.key.id,
@@ -153,7 +176,10 @@ async fn dispatch(
         let e = if table.candidates.is_empty() {
             GatewayError::Unavailable("no upstream account is bound to this group".into())
         } else {
-            GatewayError::NotFound(format!("no account of this group serves model `{}`", ctx.model))
+            GatewayError::NotFound(format!(
+                "no account of this group serves model `{}`",
+                ctx.model
+            ))
         };
         return Err((e, None));
     }
@@ -189,15 +215,31 @@ async fn dispatch(
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => {
                 tracing::warn!(account_id, error = %e, "upstream attempt failed");
-                inner.router.report(&account_id, &Outcome::Failed { reason: e.to_string() });
-                last = Some(AttemptFailure { class: None, message: e.to_string() });
+                inner.router.report(
+                    &account_id,
+                    &Outcome::Failed {
+                        reason: e.to_string(),
+                    },
+                );
+                last = Some(AttemptFailure {
+                    class: None,
+                    message: e.to_string(),
+                });
                 continue;
             }
             Err(_) => {
                 let reason = "the upstream did not answer in time".to_owned();
                 tracing::warn!(account_id, "upstream attempt timed out");
-                inner.router.report(&account_id, &Outcome::Failed { reason: reason.clone() });
-                last = Some(AttemptFailure { class: None, message: reason });
+                inner.router.report(
+                    &account_id,
+                    &Outcome::Failed {
+                        reason: reason.clone(),
+                    },
+                );
+                last = Some(AttemptFailure {
+                    class: None,
+                    message: reason,
+                });
                 continue;
             }
         };
@@ -218,34 +260,45 @@ async fn dispatch(
                 }
                 ResponseClass::Overloaded => Outcome::Overloaded,
                 ResponseClass::CredentialsRejected => Outcome::CredentialsRejected { status },
-                _ => Outcome::Failed { reason: format!("status {status}") },
+                _ => Outcome::Failed {
+                    reason: format!("status {status}"),
+                },
             };
             inner.router.report(&account_id, &outcome);
-            last = Some(AttemptFailure { class: Some(class), message });
+            last = Some(AttemptFailure {
+                class: Some(class),
+                message,
+            });
             continue;
         }
         if class == ResponseClass::Success {
             let latency = attempt_started.elapsed();
-            inner.router.report(&account_id, &Outcome::Success { latency });
+            inner
+                .router
+                .report(&account_id, &Outcome::Success { latency });
         }
         return Ok(relay::respond(inner, ctx, candidate, lease, resp).await);
     }
 
     let e = match last {
-        Some(AttemptFailure { class: Some(ResponseClass::RateLimited), message }) => {
-            GatewayError::RateLimited {
-                message: format!("every account of this group is rate limited: {message}"),
-                retry_after: soonest_retry,
-            }
-        }
-        Some(AttemptFailure { class: Some(ResponseClass::Overloaded), message }) => {
-            GatewayError::Overloaded(format!("upstream overloaded: {message}"))
-        }
-        Some(AttemptFailure { class: Some(ResponseClass::CredentialsRejected), .. }) => {
-            GatewayError::BadUpstream(
-                "the upstream account's credentials were refused; ask the group admin to check it".into(),
-            )
-        }
+        Some(AttemptFailure {
+            class: Some(ResponseClass::RateLimited),
+            message,
+        }) => GatewayError::RateLimited {
+            message: format!("every account of this group is rate limited: {message}"),
+            retry_after: soonest_retry,
+        },
+        Some(AttemptFailure {
+            class: Some(ResponseClass::Overloaded),
+            message,
+        }) => GatewayError::Overloaded(format!("upstream overloaded: {message}")),
+        Some(AttemptFailure {
+            class: Some(ResponseClass::CredentialsRejected),
+            ..
+        }) => GatewayError::BadUpstream(
+            "the upstream account's credentials were refused; ask the group admin to check it"
+                .into(),
+        ),
         Some(AttemptFailure { message, .. }) => {
             GatewayError::Unavailable(format!("upstream unavailable: {message}"))
         }
@@ -259,7 +312,12 @@ async fn dispatch(
 
 impl Inner {
     /// Records a request that got no upstream answer.
-    pub(super) async fn record_failure(&self, key: &KeyRecord, failed: Failed<'_>, started: Instant) {
+    pub(super) async fn record_failure(
+        &self,
+        key: &KeyRecord,
+        failed: Failed<'_>,
+        started: Instant,
+    ) {
         self.record(
             key,
             failed.model,

@@ -86,7 +86,11 @@ pub(super) async fn respond(
         inner: inner.clone(),
         key: ctx.key.clone(),
         model: ctx.model.clone(),
-        upstream_model: candidate.account.account.upstream_model(&ctx.model).to_owned(),
+        upstream_model: candidate
+            .account
+            .account
+            .upstream_model(&ctx.model)
+            .to_owned(),
         account_id: candidate.account.account.id.clone(),
         started: ctx.started,
         record_usage: ctx.endpoint == MessagesEndpoint::Messages,
@@ -111,19 +115,27 @@ pub(super) async fn respond(
         match read {
             Ok(Ok(bytes)) => {
                 let usage = usage_from_body(&bytes);
-                let accuracy = if usage.is_some() { Accuracy::Exact } else { Accuracy::Estimated };
+                let accuracy = if usage.is_some() {
+                    Accuracy::Exact
+                } else {
+                    Accuracy::Estimated
+                };
                 settlement
                     .settle(usage.unwrap_or_default(), status.as_u16(), accuracy)
                     .await;
                 full(bytes)
             }
             Ok(Err(reason)) => return upstream_body_failed(settlement, reason).await,
-            Err(_) => return upstream_body_failed(settlement, "the upstream answer timed out".into()).await,
+            Err(_) => {
+                return upstream_body_failed(settlement, "the upstream answer timed out".into())
+                    .await
+            }
         }
     };
-    builder
-        .body(body)
-        .unwrap_or_else(|_| GatewayError::BadUpstream("invalid upstream headers".into()).into_response(crate::account::Protocol::Anthropic))
+    builder.body(body).unwrap_or_else(|_| {
+        GatewayError::BadUpstream("invalid upstream headers".into())
+            .into_response(crate::account::Protocol::Anthropic)
+    })
 }
 
 async fn upstream_body_failed(settlement: Settlement, reason: String) -> Response<GatewayBody> {
@@ -132,7 +144,9 @@ async fn upstream_body_failed(settlement: Settlement, reason: String) -> Respons
         .inner
         .router
         .report(&settlement.account_id, &Outcome::Failed { reason });
-    settlement.settle(Usage::default(), e.status().as_u16(), Accuracy::Partial).await;
+    settlement
+        .settle(Usage::default(), e.status().as_u16(), Accuracy::Partial)
+        .await;
     e.into_response(crate::account::Protocol::Anthropic)
 }
 
@@ -215,7 +229,11 @@ async fn pump(
         let event = GatewayError::BadUpstream(reason.clone()).anthropic_event();
         let _ = tx.send(Ok(Frame::data(event))).await;
     }
-    let accuracy = if seen.completed { Accuracy::Exact } else { Accuracy::Partial };
+    let accuracy = if seen.completed {
+        Accuracy::Exact
+    } else {
+        Accuracy::Partial
+    };
     let status = match (&seen.error, &broken) {
         (Some(e), _) => status_of_error_type(&e.kind),
         (None, Some(_)) if !seen.completed => 502,
@@ -225,11 +243,15 @@ async fn pump(
         let outcome = match status {
             529 => Outcome::Overloaded,
             429 => Outcome::RateLimited { retry_after: None },
-            _ => Outcome::Failed { reason: e.message.clone() },
+            _ => Outcome::Failed {
+                reason: e.message.clone(),
+            },
         };
         inner.router.report(&settlement.account_id, &outcome);
     } else if let Some(reason) = broken.filter(|_| !seen.completed) {
-        inner.router.report(&settlement.account_id, &Outcome::Failed { reason });
+        inner
+            .router
+            .report(&settlement.account_id, &Outcome::Failed { reason });
     }
     settlement.settle(seen.usage, status, accuracy).await;
 }
@@ -284,7 +306,10 @@ pub(super) fn error_message(body: &[u8]) -> String {
     });
     let mut msg = from_json.unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
     if msg.len() > 300 {
-        let cut = (0..=300).rev().find(|&i| msg.is_char_boundary(i)).unwrap_or(0);
+        let cut = (0..=300)
+            .rev()
+            .find(|&i| msg.is_char_boundary(i))
+            .unwrap_or(0);
         msg.truncate(cut);
         msg.push('…');
     }

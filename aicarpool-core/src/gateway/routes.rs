@@ -32,7 +32,10 @@ pub(super) fn routable(inner: &Inner, account: Account) -> Result<RoutableAccoun
 
 impl Inner {
     /// The group's routing table, from the cache or built from the store.
-    pub(super) async fn route_table(&self, group_id: &str) -> Result<Arc<RouteTable>, GatewayError> {
+    pub(super) async fn route_table(
+        &self,
+        group_id: &str,
+    ) -> Result<Arc<RouteTable>, GatewayError> {
         if let Some(t) = self.routes.get(group_id) {
             return Ok(t);
         }
@@ -47,12 +50,18 @@ impl Inner {
     /// A group with a binding is served by the bound accounts; a group
     /// without one by the accounts it owns, as shared entries.
     async fn load_route_table(&self, group_id: &str) -> Result<RouteTable, GatewayError> {
-        let storage = |e: crate::store::StoreError| GatewayError::Internal(format!("loading routes: {e}"));
+        let storage =
+            |e: crate::store::StoreError| GatewayError::Internal(format!("loading routes: {e}"));
         let mut entries = Vec::new();
         match self.store.binding(group_id).await.map_err(storage)? {
             Some(binding) => {
                 for bound in binding.accounts {
-                    if let Some(account) = self.store.account(&bound.account_id).await.map_err(storage)? {
+                    if let Some(account) = self
+                        .store
+                        .account(&bound.account_id)
+                        .await
+                        .map_err(storage)?
+                    {
                         let priority = bound.priority.unwrap_or(account.priority);
                         let weight = bound.weight.unwrap_or(account.weight);
                         entries.push((account, priority, weight, bound.dedicated));
@@ -60,7 +69,12 @@ impl Inner {
                 }
             }
             None => {
-                for account in self.store.accounts_of_group(group_id).await.map_err(storage)? {
+                for account in self
+                    .store
+                    .accounts_of_group(group_id)
+                    .await
+                    .map_err(storage)?
+                {
                     let (priority, weight) = (account.priority, account.weight);
                     entries.push((account, priority, weight, false));
                 }

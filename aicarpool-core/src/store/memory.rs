@@ -7,8 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    AccountStore, GroupStore, HealthCheck, KeyStore, StoreError, StoreResult, UsageStore,
-    UserStore,
+    AccountStore, GroupStore, HealthCheck, KeyStore, StoreError, StoreResult, UsageStore, UserStore,
 };
 use crate::account::{Account, AccountOwner};
 use crate::binding::Binding;
@@ -40,6 +39,11 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// Every usage record, in insertion order (for inspection and tests).
+    pub fn usage_records(&self) -> Vec<UsageRecord> {
+        self.t().usage.clone()
+    }
+
     fn t(&self) -> MutexGuard<'_, Tables> {
         // A panic while holding the lock leaves plain data behind; keep going.
         self.tables.lock().unwrap_or_else(|e| e.into_inner())
@@ -50,7 +54,10 @@ impl MemoryStore {
 impl UserStore for MemoryStore {
     async fn create_user(&self, user: &User) -> StoreResult<()> {
         let mut t = self.t();
-        if t.users.iter().any(|u| u.id == user.id || u.email == user.email) {
+        if t.users
+            .iter()
+            .any(|u| u.id == user.id || u.email == user.email)
+        {
             return Err(StoreError::Conflict("user exists".into()));
         }
         t.users.push(user.clone());

@@ -140,7 +140,10 @@ async fn write(store: &dyn UsageStore, batch: &mut Vec<UsageRecord>, final_flush
             }
         }
     }
-    tracing::error!(records = batch.len(), "usage records could not be written and are lost");
+    tracing::error!(
+        records = batch.len(),
+        "usage records could not be written and are lost"
+    );
     batch.clear();
 }
 
