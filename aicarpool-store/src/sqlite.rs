@@ -1,0 +1,175 @@
+//! The SQLite backend.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use aicarpool_core::store::{HealthCheck, StoreError, StoreResult};
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+mod accounts;
+mod codec;
+mod groups;
+mod keys;
+mod usage;
+mod users;
+
+/// Connections in the pool of a file database. SQLite lets readers run in
+/// parallel under WAL; writers take turns (see `busy_timeout`).
+const POOL_SIZE: u32 = 8;
+
+/// How long a writer waits for another writer before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreOpenError {
+    /// The URL names another kind of database (only its scheme is kept).
+    #[error("unsupported database URL scheme `{0}` (expected `sqlite:`)")]
+    Scheme(String),
+    // The cause is the error's source, not repeated in its message.
+    #[error("invalid SQLite database URL")]
+    Url(#[source] sqlx::Error),
+    #[error("cannot open the SQLite database")]
+    Connect(#[source] sqlx::Error),
+    #[error("cannot bring the database schema up to date")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// A [`Store`](aicarpool_core::store::Store) in an SQLite database.
+///
+/// Cloning is cheap and shares the connection pool.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` and applies
+    /// pending migrations. `url` is `sqlite://path/to/file.db`,
+    /// `sqlite::memory:`, or a plain file path.
+    pub async fn connect(url: &str) -> Result<Self, StoreOpenError> {
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let options = if url.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(url).map_err(StoreOpenError::Url)?
+        } else if let Some((scheme, _)) = url.split_once("://") {
+            return Err(StoreOpenError::Scheme(scheme.to_owned()));
+        } else {
+            SqliteConnectOptions::new().filename(url)
+        };
+        let mut options = options
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let mut pool = SqlitePoolOptions::new();
+        if in_memory {
+            // One connection that is never recycled: the database lives in it.
+            pool = pool
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        } else {
+            options = options
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal);
+            pool = pool.max_connections(POOL_SIZE);
+        }
+        let pool = pool
+            .connect_with(options)
+            .await
+            .map_err(StoreOpenError::Connect)?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool, for callers that need SQL the traits lack.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Closes every connection; later calls fail.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Starts a write transaction that takes the write lock up front, so it
+    /// waits for other writers (`busy_timeout`) instead of failing midway.
+    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(codec::db_err)
+    }
+}
+
+#[async_trait]
+impl HealthCheck for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(codec::db_err)
+    }
+}
+
+/// Fails with `NotFound` when a statement touched no row.
+fn affected(result: sqlx::sqlite::SqliteQueryResult) -> StoreResult<()> {
+    if result.rows_affected() == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_database_survives_idle_connections() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        store.ping().await.unwrap();
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'member_keys'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(tables, 1);
+    }
+
+    #[tokio::test]
+    async fn foreign_keys_are_enforced() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        let on: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(on, 1);
+    }
+
+    #[tokio::test]
+    async fn bad_url_is_an_open_error() {
+        let err = SqliteStore::connect("postgres://u:pw@db/x")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreOpenError::Scheme(ref s) if s == "postgres"),
+            "{err:?}"
+        );
+        assert!(!err.to_string().contains("pw"));
+    }
+
+    #[tokio::test]
+    async fn closed_store_reports_backend_error() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        store.close().await;
+        assert!(matches!(store.ping().await, Err(StoreError::Backend(_))));
+    }
+}

@@ -1,0 +1,229 @@
+//! Upstream accounts and group bindings.
+
+use aicarpool_core::account::Account;
+use aicarpool_core::binding::{Binding, BoundAccount};
+use aicarpool_core::secret::Sealed;
+use aicarpool_core::store::{AccountStore, StoreResult};
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteRow;
+
+use super::codec::{
+    db_err, get, get_int, get_json, get_opt_int, get_time, json, mode, mode_str, ms, owner,
+    owner_cols, platform, preset, preset_str,
+};
+use super::{affected, SqliteStore};
+
+const ACCOUNT_COLS: &str = "id, name, platform, preset, base_url, owner_kind, owner_id, models, \
+                            model_map, priority, weight, max_concurrency, proxy, enabled, \
+                            credentials, created_at, updated_at";
+
+fn account_row(row: &SqliteRow) -> StoreResult<Account> {
+    let owner_kind: String = get(row, "owner_kind")?;
+    Ok(Account {
+        id: get(row, "id")?,
+        name: get(row, "name")?,
+        platform: platform(&get::<String>(row, "platform")?)?,
+        preset: get::<Option<String>>(row, "preset")?
+            .map(|p| preset(&p))
+            .transpose()?,
+        base_url: get(row, "base_url")?,
+        owner: owner(&owner_kind, get(row, "owner_id")?)?,
+        models: get_json(row, "models")?,
+        model_map: get_json(row, "model_map")?,
+        priority: get_int(row, "priority")?,
+        weight: get_int(row, "weight")?,
+        max_concurrency: get_opt_int(row, "max_concurrency")?,
+        proxy: get(row, "proxy")?,
+        enabled: get(row, "enabled")?,
+        credentials: Sealed(get(row, "credentials")?),
+        created_at: get_time(row, "created_at")?,
+        updated_at: get_time(row, "updated_at")?,
+    })
+}
+
+fn bound_row(row: &SqliteRow) -> StoreResult<BoundAccount> {
+    Ok(BoundAccount {
+        account_id: get(row, "account_id")?,
+        priority: get_opt_int(row, "priority")?,
+        weight: get_opt_int(row, "weight")?,
+        dedicated: get(row, "dedicated")?,
+    })
+}
+
+#[async_trait]
+impl AccountStore for SqliteStore {
+    async fn create_account(&self, a: &Account) -> StoreResult<()> {
+        let (owner_kind, owner_id) = owner_cols(&a.owner);
+        sqlx::query(
+            "INSERT INTO accounts (id, name, platform, preset, base_url, owner_kind, owner_id,
+                 models, model_map, priority, weight, max_concurrency, proxy, enabled,
+                 credentials, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&a.id)
+        .bind(&a.name)
+        .bind(a.platform.as_str())
+        .bind(a.preset.map(preset_str))
+        .bind(&a.base_url)
+        .bind(owner_kind)
+        .bind(owner_id)
+        .bind(json(&a.models)?)
+        .bind(json(&a.model_map)?)
+        .bind(a.priority)
+        .bind(a.weight)
+        .bind(a.max_concurrency)
+        .bind(&a.proxy)
+        .bind(a.enabled)
+        .bind(&a.credentials.0)
+        .bind(ms(a.created_at))
+        .bind(ms(a.updated_at))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn account(&self, id: &str) -> StoreResult<Option<Account>> {
+        let sql = format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| account_row(&r)).transpose()
+    }
+
+    async fn accounts_of_group(&self, group_id: &str) -> StoreResult<Vec<Account>> {
+        let sql = format!(
+            "SELECT {ACCOUNT_COLS} FROM accounts
+             WHERE owner_kind = 'group' AND owner_id = ?
+             ORDER BY created_at, rowid"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(group_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(account_row).collect()
+    }
+
+    async fn update_account(&self, a: &Account) -> StoreResult<()> {
+        let (owner_kind, owner_id) = owner_cols(&a.owner);
+        let done = sqlx::query(
+            "UPDATE accounts SET name = ?, platform = ?, preset = ?, base_url = ?,
+                 owner_kind = ?, owner_id = ?, models = ?, model_map = ?, priority = ?,
+                 weight = ?, max_concurrency = ?, proxy = ?, enabled = ?, credentials = ?,
+                 created_at = ?, updated_at = ?
+             WHERE id = ?",
+        )
+        .bind(&a.name)
+        .bind(a.platform.as_str())
+        .bind(a.preset.map(preset_str))
+        .bind(&a.base_url)
+        .bind(owner_kind)
+        .bind(owner_id)
+        .bind(json(&a.models)?)
+        .bind(json(&a.model_map)?)
+        .bind(a.priority)
+        .bind(a.weight)
+        .bind(a.max_concurrency)
+        .bind(&a.proxy)
+        .bind(a.enabled)
+        .bind(&a.credentials.0)
+        .bind(ms(a.created_at))
+        .bind(ms(a.updated_at))
+        .bind(&a.id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        affected(done)
+    }
+
+    async fn delete_account(&self, id: &str) -> StoreResult<()> {
+        // `binding_accounts` rows go with it (ON DELETE CASCADE).
+        let done = sqlx::query("DELETE FROM accounts WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        affected(done)
+    }
+
+    async fn put_binding(&self, binding: &Binding) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO bindings (group_id, mode) VALUES (?, ?)
+             ON CONFLICT (group_id) DO UPDATE SET mode = excluded.mode",
+        )
+        .bind(&binding.group_id)
+        .bind(mode_str(binding.mode))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query("DELETE FROM binding_accounts WHERE group_id = ?")
+            .bind(&binding.group_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        for (position, a) in (0_i64..).zip(&binding.accounts) {
+            sqlx::query(
+                "INSERT INTO binding_accounts
+                     (group_id, position, account_id, priority, weight, dedicated)
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&binding.group_id)
+            .bind(position)
+            .bind(&a.account_id)
+            .bind(a.priority)
+            .bind(a.weight)
+            .bind(a.dedicated)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn binding(&self, group_id: &str) -> StoreResult<Option<Binding>> {
+        // One read transaction, so the mode and the entries come from the
+        // same snapshot even while the binding is being replaced.
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let Some(mode_name) =
+            sqlx::query_scalar::<_, String>("SELECT mode FROM bindings WHERE group_id = ?")
+                .bind(group_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(
+            "SELECT account_id, priority, weight, dedicated FROM binding_accounts
+             WHERE group_id = ? ORDER BY position",
+        )
+        .bind(group_id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(Binding {
+            group_id: group_id.to_owned(),
+            mode: mode(&mode_name)?,
+            accounts: rows.iter().map(bound_row).collect::<StoreResult<_>>()?,
+        }))
+    }
+
+    async fn bindings_of_account(&self, account_id: &str) -> StoreResult<Vec<(String, bool)>> {
+        let rows = sqlx::query(
+            "SELECT group_id, dedicated FROM binding_accounts
+             WHERE account_id = ? ORDER BY group_id, dedicated",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| Ok((get(r, "group_id")?, get(r, "dedicated")?)))
+            .collect()
+    }
+}

@@ -1,0 +1,149 @@
+//! Usage records and reports, aggregated by the database.
+
+use aicarpool_core::store::{StoreResult, UsageStore};
+use aicarpool_core::usage::{
+    UsageGroupBy, UsageQuery, UsageRecord, UsageReport, UsageRow, UsageScope, UsageTotals,
+};
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteRow;
+
+use super::codec::{db_err, get, get_int, int, ms, ms_ceil};
+use super::SqliteStore;
+
+/// The bucket of each `UsageGroupBy`, written to match
+/// [`UsageQuery::bucket`] exactly (`at` is unix milliseconds, UTC).
+fn bucket_sql(group_by: UsageGroupBy) -> &'static str {
+    match group_by {
+        UsageGroupBy::Day => "strftime('%Y-%m-%d', at / 1000, 'unixepoch')",
+        UsageGroupBy::Hour => "strftime('%Y-%m-%dT%H:00:00Z', at / 1000, 'unixepoch')",
+        UsageGroupBy::Model => "model",
+        UsageGroupBy::User => "user_id",
+        UsageGroupBy::Key => "key_id",
+        UsageGroupBy::Account => "COALESCE(account_id, '')",
+    }
+}
+
+const TOTALS_SQL: &str = "COUNT(*) AS requests,
+    COALESCE(SUM(input_tokens), 0) AS input_tokens,
+    COALESCE(SUM(output_tokens), 0) AS output_tokens,
+    COALESCE(SUM(cache_write_5m_tokens + cache_write_1h_tokens), 0) AS cache_write_tokens,
+    COALESCE(SUM(cache_read_tokens), 0) AS cache_read_tokens,
+    COALESCE(SUM(cost_micro_usd), 0) AS cost_micro_usd,
+    COALESCE(SUM(status >= 400), 0) AS errors";
+
+fn totals_row(row: &SqliteRow) -> StoreResult<UsageTotals> {
+    Ok(UsageTotals {
+        requests: get_int(row, "requests")?,
+        input_tokens: get_int(row, "input_tokens")?,
+        output_tokens: get_int(row, "output_tokens")?,
+        cache_write_tokens: get_int(row, "cache_write_tokens")?,
+        cache_read_tokens: get_int(row, "cache_read_tokens")?,
+        cost_micro_usd: get(row, "cost_micro_usd")?,
+        errors: get_int(row, "errors")?,
+    })
+}
+
+fn add(sum: &mut UsageTotals, t: &UsageTotals) {
+    sum.requests += t.requests;
+    sum.input_tokens += t.input_tokens;
+    sum.output_tokens += t.output_tokens;
+    sum.cache_write_tokens += t.cache_write_tokens;
+    sum.cache_read_tokens += t.cache_read_tokens;
+    sum.cost_micro_usd += t.cost_micro_usd;
+    sum.errors += t.errors;
+}
+
+#[async_trait]
+impl UsageStore for SqliteStore {
+    async fn insert_usage(&self, records: &[UsageRecord]) -> StoreResult<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for r in records {
+            sqlx::query(
+                "INSERT INTO usage_records (id, at, key_id, user_id, group_id, account_id, model,
+                     input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+                     cache_read_tokens, cost_micro_usd, latency_ms, status, accuracy)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&r.id)
+            .bind(ms(r.at))
+            .bind(&r.key_id)
+            .bind(&r.user_id)
+            .bind(&r.group_id)
+            .bind(&r.account_id)
+            .bind(&r.model)
+            .bind(int(r.usage.input_tokens)?)
+            .bind(int(r.usage.output_tokens)?)
+            .bind(int(r.usage.cache_write_5m_tokens)?)
+            .bind(int(r.usage.cache_write_1h_tokens)?)
+            .bind(int(r.usage.cache_read_tokens)?)
+            .bind(r.cost_micro_usd)
+            .bind(int(r.latency_ms)?)
+            .bind(r.status)
+            .bind(r.accuracy.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn usage_report(&self, query: &UsageQuery) -> StoreResult<UsageReport> {
+        let (column, id) = match &query.scope {
+            UsageScope::Key(id) => ("key_id", id),
+            UsageScope::User(id) => ("user_id", id),
+            UsageScope::Group(id) => ("group_id", id),
+            UsageScope::Account(id) => ("account_id", id),
+        };
+        // Stored times are whole milliseconds; rounding the bounds up keeps
+        // `from` inclusive and `to` exclusive exactly.
+        let mut filter = format!("{column} = ?");
+        let mut bounds = Vec::new();
+        if let Some(from) = query.from {
+            filter.push_str(" AND at >= ?");
+            bounds.push(ms_ceil(from));
+        }
+        if let Some(to) = query.to {
+            filter.push_str(" AND at < ?");
+            bounds.push(ms_ceil(to));
+        }
+        let sql = match query.group_by {
+            None => format!("SELECT {TOTALS_SQL} FROM usage_records WHERE {filter}"),
+            Some(g) => format!(
+                "SELECT {} AS bucket, {TOTALS_SQL} FROM usage_records WHERE {filter}
+                 GROUP BY bucket ORDER BY bucket",
+                bucket_sql(g)
+            ),
+        };
+        let mut q = sqlx::query(&sql).bind(id);
+        for b in bounds {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(&self.pool).await.map_err(db_err)?;
+
+        if query.group_by.is_none() {
+            let totals = rows
+                .first()
+                .map(totals_row)
+                .transpose()?
+                .unwrap_or_default();
+            return Ok(UsageReport {
+                rows: Vec::new(),
+                totals,
+            });
+        }
+        let mut report = UsageReport::default();
+        for row in &rows {
+            let totals = totals_row(row)?;
+            add(&mut report.totals, &totals);
+            report.rows.push(UsageRow {
+                bucket: get(row, "bucket")?,
+                totals,
+            });
+        }
+        Ok(report)
+    }
+}
