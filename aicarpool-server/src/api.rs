@@ -1,0 +1,72 @@
+//! The management API (`/api/...`): identity, groups, invitations,
+//! upstream accounts, bindings, member keys and usage.
+//!
+//! Every handler authenticates through [`caller::Caller`] and checks the
+//! caller's role on the group through [`caller::require_group_role`];
+//! answers are built in [`views`], which has no field for any secret.
+
+use axum::routing::{get, post, put};
+use axum::Router;
+
+use crate::state::AppState;
+
+pub mod accounts;
+pub mod auth;
+pub mod binding;
+pub mod caller;
+pub mod groups;
+pub mod input;
+pub mod invitations;
+pub mod keys;
+pub mod usage;
+pub mod views;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/auth/register", post(auth::register))
+        .route("/api/auth/login", post(auth::login))
+        .route("/api/auth/logout", post(auth::logout))
+        .route("/api/me", get(auth::me))
+        .route("/api/groups", post(groups::create).get(groups::list))
+        .route(
+            "/api/groups/{id}",
+            get(groups::get).patch(groups::patch).delete(groups::delete),
+        )
+        .route("/api/groups/{id}/members", get(groups::members))
+        .route(
+            "/api/groups/{id}/members/{user_id}",
+            axum::routing::patch(groups::patch_member).delete(groups::remove_member),
+        )
+        .route("/api/groups/{id}/invitations", post(invitations::create))
+        .route("/api/invitations/{token}", get(invitations::preview))
+        .route("/api/invitations/{token}/accept", post(invitations::accept))
+        .route(
+            "/api/groups/{id}/accounts",
+            post(accounts::create).get(accounts::list),
+        )
+        .route(
+            "/api/accounts/{id}",
+            get(accounts::get)
+                .patch(accounts::patch)
+                .delete(accounts::delete),
+        )
+        .route("/api/accounts/{id}/test", post(accounts::test))
+        .route("/api/accounts/{id}/health", get(accounts::health))
+        .route(
+            "/api/groups/{id}/binding",
+            put(binding::put).get(binding::get),
+        )
+        .route("/api/groups/{id}/keys", post(keys::create).get(keys::list))
+        .route(
+            "/api/keys/{id}",
+            get(keys::get).patch(keys::patch).delete(keys::delete),
+        )
+        .route("/api/keys/{id}/rotate", post(keys::rotate))
+        .route("/api/usage", get(usage::report))
+}
+
+/// Creates the configured system administrator on an empty database, and
+/// the user the admin token acts as. See [`auth::bootstrap`].
+pub async fn bootstrap(state: &AppState) -> anyhow::Result<()> {
+    auth::bootstrap(state).await
+}

@@ -1,0 +1,245 @@
+//! Identity: register, login, logout, `me`, password hashing and the
+//! start-up creation of the system administrator.
+
+use std::sync::OnceLock;
+
+use aicarpool_core::id::new_id;
+use aicarpool_core::org::{GroupRole, User};
+use anyhow::Context;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::caller::{new_session, Caller, SYSTEM_USER_EMAIL, SYSTEM_USER_ID};
+use super::input::{self, ValidJson};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// Argon2id (the crate's default algorithm and parameters), off the async
+/// runtime because it is deliberately slow.
+pub async fn hash_password(password: String) -> ApiResult<String> {
+    tokio::task::spawn_blocking(move || hash_password_blocking(&password))
+        .await
+        .map_err(|_| ApiError::internal("password hashing failed"))?
+}
+
+fn hash_password_blocking(password: &str) -> ApiResult<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|_| ApiError::internal("password hashing failed"))
+}
+
+/// Checks `password` against a stored PHC string. With no user (`None`) a
+/// dummy hash is checked, so an unknown email takes as long as a wrong
+/// password.
+pub async fn verify_password(password: String, stored: Option<String>) -> bool {
+    tokio::task::spawn_blocking(move || {
+        let dummy;
+        let phc = match &stored {
+            Some(s) => s.as_str(),
+            None => {
+                dummy = dummy_hash();
+                dummy.as_str()
+            }
+        };
+        let ok = PasswordHash::new(phc)
+            .map(|h| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok()
+            })
+            .unwrap_or(false);
+        ok && stored.is_some()
+    })
+    .await
+    .unwrap_or(false)
+}
+
+fn dummy_hash() -> String {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY
+        .get_or_init(|| hash_password_blocking("not a real password").unwrap_or_default())
+        .clone()
+}
+
+/// `{user, token}` of register and login.
+#[derive(Debug, Serialize)]
+pub struct AuthAnswer {
+    pub user: User,
+    pub token: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RegisterBody {
+    pub email: String,
+    pub password: String,
+    pub name: String,
+}
+
+/// A validated new user (not yet stored).
+pub async fn new_user(body: &RegisterBody) -> ApiResult<User> {
+    let email = input::email("email", &body.email)?;
+    input::password("password", &body.password)?;
+    let name = input::name("name", &body.name)?;
+    Ok(User {
+        id: new_id(),
+        email,
+        name,
+        password_hash: hash_password(body.password.clone()).await?,
+        is_system_admin: false,
+        created_at: Utc::now(),
+    })
+}
+
+/// Stores `user`, answering 409 when the email is taken.
+pub async fn create_user(state: &AppState, user: &User, taken: &str) -> ApiResult<()> {
+    if state.store.user_by_email(&user.email).await?.is_some() {
+        return Err(ApiError::conflict(taken));
+    }
+    state.store.create_user(user).await.map_err(|e| match e {
+        aicarpool_core::store::StoreError::Conflict(_) => ApiError::conflict(taken),
+        other => other.into(),
+    })
+}
+
+pub async fn register(
+    State(state): State<AppState>,
+    ValidJson(body): ValidJson<RegisterBody>,
+) -> ApiResult<(StatusCode, Json<AuthAnswer>)> {
+    if !state.config.allow_signup {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "signup_disabled",
+            "sign-up is disabled on this server; ask a group admin for an invitation",
+        ));
+    }
+    // Validate before the (slow) hash, and refuse a taken email early.
+    let email = input::email("email", &body.email)?;
+    if state.store.user_by_email(&email).await?.is_some() {
+        return Err(ApiError::conflict("an account with this email exists"));
+    }
+    let user = new_user(&body).await?;
+    create_user(&state, &user, "an account with this email exists").await?;
+    let token = new_session(&state, &user.id).await?;
+    tracing::info!(user_id = %user.id, "user registered");
+    Ok((StatusCode::CREATED, Json(AuthAnswer { user, token })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginBody {
+    email: String,
+    password: String,
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ValidJson(body): ValidJson<LoginBody>,
+) -> ApiResult<Json<AuthAnswer>> {
+    let user = state.store.user_by_email(body.email.trim()).await?;
+    let ok = verify_password(
+        body.password,
+        user.as_ref().map(|u| u.password_hash.clone()),
+    )
+    .await;
+    let user = match user {
+        Some(u) if ok => u,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "wrong email or password",
+            ))
+        }
+    };
+    let token = new_session(&state, &user.id).await?;
+    tracing::info!(user_id = %user.id, "user logged in");
+    Ok(Json(AuthAnswer { user, token }))
+}
+
+pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
+    if let Some(hash) = &caller.session_hash {
+        state.store.delete_session(hash).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    let groups: Vec<Value> = state
+        .store
+        .groups_of_user(caller.id())
+        .await?
+        .into_iter()
+        .map(|(g, role): (_, GroupRole)| json!({"id": g.id, "name": g.name, "role": role}))
+        .collect();
+    Ok(Json(json!({
+        "user": caller.user,
+        "enterprises": [],
+        "groups": groups,
+    })))
+}
+
+/// On an empty database with `AICARPOOL_ADMIN_EMAIL` and
+/// `AICARPOOL_ADMIN_PASSWORD`, creates that system administrator. With an
+/// admin token configured and no such administrator, makes sure the
+/// built-in `system` user exists so the token has a user to act as (it
+/// owns what it creates).
+pub async fn bootstrap(state: &AppState) -> anyhow::Result<()> {
+    let cfg = &state.config;
+    let store = &state.store;
+    let system = store.user(SYSTEM_USER_ID).await?;
+    let real_users = store
+        .count_users()
+        .await?
+        .saturating_sub(u64::from(system.is_some()));
+    if let (Some(email), Some(password), 0) = (&cfg.admin_email, &cfg.admin_password, real_users) {
+        let email =
+            input::email("AICARPOOL_ADMIN_EMAIL", email).map_err(|e| anyhow::anyhow!(e.message))?;
+        input::password("AICARPOOL_ADMIN_PASSWORD", password)
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+        let user = User {
+            id: new_id(),
+            email: email.clone(),
+            name: "Administrator".into(),
+            password_hash: hash_password(password.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?,
+            is_system_admin: true,
+            created_at: Utc::now(),
+        };
+        store
+            .create_user(&user)
+            .await
+            .context("creating the system administrator")?;
+        tracing::info!(user_id = %user.id, %email, "created the system administrator");
+    }
+    if cfg.admin_token.is_some() && system.is_none() {
+        let configured = super::caller::admin_token_user(state)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+        if configured.is_none() {
+            let user = User {
+                id: SYSTEM_USER_ID.into(),
+                email: SYSTEM_USER_EMAIL.into(),
+                name: "System".into(),
+                // Not a PHC string: no password ever verifies against it.
+                password_hash: "!".into(),
+                is_system_admin: true,
+                created_at: Utc::now(),
+            };
+            store
+                .create_user(&user)
+                .await
+                .context("creating the built-in system user")?;
+            tracing::info!("created the built-in system user for the admin token");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! Invitation links: create, public preview, accept (join or register).
+
+use aicarpool_core::id::new_id;
+use aicarpool_core::org::{Group, GroupRole, Invitation, Membership, User};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{Duration, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::{self, RegisterBody};
+use super::caller::{
+    new_session, random_token, require_group_role, sha256_hex, Caller, MaybeCaller,
+};
+use super::input::{self, optional_json, ValidJson};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+const DEFAULT_HOURS: u32 = 72;
+const MAX_HOURS: u32 = 720;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateInvitation {
+    email: Option<String>,
+    role: Option<String>,
+    max_uses: Option<u32>,
+    expires_in_hours: Option<u32>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ValidJson(body): ValidJson<CreateInvitation>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let (group, _) = require_group_role(&state, &caller, &id, GroupRole::Admin).await?;
+    let role = match body.role.as_deref().map(GroupRole::parse) {
+        None => GroupRole::Member,
+        Some(Some(r @ (GroupRole::Admin | GroupRole::Member))) => r,
+        Some(_) => return Err(ApiError::bad_request("role must be `admin` or `member`")),
+    };
+    let email = body
+        .email
+        .as_deref()
+        .map(|e| input::email("email", e))
+        .transpose()?;
+    if body.max_uses == Some(0) {
+        return Err(ApiError::bad_request("maxUses must be at least 1"));
+    }
+    let hours = body.expires_in_hours.unwrap_or(DEFAULT_HOURS);
+    if hours == 0 || hours > MAX_HOURS {
+        return Err(ApiError::bad_request(format!(
+            "expiresInHours must be between 1 and {MAX_HOURS}"
+        )));
+    }
+    let token = random_token();
+    let now = Utc::now();
+    let invitation = Invitation {
+        id: new_id(),
+        group_id: group.id.clone(),
+        token_hash: sha256_hex(&token),
+        email,
+        role,
+        max_uses: body.max_uses,
+        uses: 0,
+        expires_at: now + Duration::hours(i64::from(hours)),
+        created_by: caller.id().to_owned(),
+        created_at: now,
+    };
+    state.store.create_invitation(&invitation).await?;
+    tracing::info!(group_id = %group.id, invitation_id = %invitation.id, "invitation created");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": invitation.id,
+            "token": token,
+            "url": format!("{}/invite/{token}", state.config.public_url()),
+            "expiresAt": invitation.expires_at,
+            "maxUses": invitation.max_uses,
+            "role": invitation.role,
+            "email": invitation.email,
+        })),
+    ))
+}
+
+/// The invitation behind `token`, with its group: 404 when unknown, 410
+/// when expired or used up.
+async fn open_invitation(state: &AppState, token: &str) -> ApiResult<(Invitation, Group)> {
+    let not_found = || ApiError::not_found("invitation");
+    // Tokens are base64url; anything else cannot match.
+    if token.is_empty()
+        || token.len() > 128
+        || !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(not_found());
+    }
+    let inv = state
+        .store
+        .invitation_by_token_hash(&sha256_hex(token))
+        .await?
+        .ok_or_else(not_found)?;
+    let group = state
+        .store
+        .group(&inv.group_id)
+        .await?
+        .ok_or_else(not_found)?;
+    if !inv.is_open(Utc::now()) {
+        return Err(closed());
+    }
+    Ok((inv, group))
+}
+
+fn closed() -> ApiError {
+    ApiError::new(
+        StatusCode::GONE,
+        "invitation_closed",
+        "this invitation has expired or has been used up",
+    )
+}
+
+/// Public: what the link leads to, so the page can show it before joining.
+pub async fn preview(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (inv, group) = open_invitation(&state, &token).await?;
+    let inviter = state
+        .store
+        .user(&inv.created_by)
+        .await?
+        .map(|u| u.name)
+        .unwrap_or_default();
+    Ok(Json(json!({
+        "groupId": group.id,
+        "groupName": group.name,
+        "inviter": {"name": inviter},
+        "role": inv.role,
+        "email": inv.email,
+        "expiresAt": inv.expires_at,
+        "usesLeft": inv.max_uses.map(|m| m.saturating_sub(inv.uses)),
+    })))
+}
+
+/// Joins the group: as the logged-in caller when the body has no `email`,
+/// else registers `{email, password, name}` (allowed even with sign-up
+/// disabled: the invitation is the way in).
+pub async fn accept(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    maybe: MaybeCaller,
+    raw: Bytes,
+) -> ApiResult<Json<Value>> {
+    let body: Option<Value> = optional_json(&raw)?;
+    let registering = body.as_ref().is_some_and(|b| b.get("email").is_some());
+    let (inv, group) = open_invitation(&state, &token).await?;
+    match (maybe.caller, registering) {
+        (Some(caller), false) => accept_as(&state, &inv, &group, caller).await,
+        (_, true) => {
+            let body: RegisterBody = optional_json(&raw)?
+                .ok_or_else(|| ApiError::bad_request("email, password and name are required"))?;
+            accept_registering(&state, &inv, &group, &body).await
+        }
+        (None, false) if maybe.bad_token => Err(ApiError::unauthorized()),
+        (None, false) => Err(ApiError::bad_request(
+            "log in first, or send {email, password, name} to create an account",
+        )),
+    }
+}
+
+async fn accept_as(
+    state: &AppState,
+    inv: &Invitation,
+    group: &Group,
+    caller: Caller,
+) -> ApiResult<Json<Value>> {
+    check_can_join(state, inv, group, &caller.user).await?;
+    join(state, inv, group, &caller.user).await?;
+    let token = match caller.session_token() {
+        Some(t) => t.to_owned(),
+        // The admin token is not handed back: the caller gets a session.
+        None => new_session(state, caller.id()).await?,
+    };
+    Ok(Json(
+        json!({"user": caller.user, "token": token, "groupId": group.id}),
+    ))
+}
+
+async fn accept_registering(
+    state: &AppState,
+    inv: &Invitation,
+    group: &Group,
+    body: &RegisterBody,
+) -> ApiResult<Json<Value>> {
+    let email = input::email("email", &body.email)?;
+    let taken = "an account with this email exists; log in and accept the invitation again";
+    if state.store.user_by_email(&email).await?.is_some() {
+        return Err(ApiError::conflict(taken));
+    }
+    let user = auth::new_user(body).await?;
+    check_can_join(state, inv, group, &user).await?;
+    // Count the use first so a used-up link cannot create accounts.
+    if !state.store.use_invitation(&inv.id, Utc::now()).await? {
+        return Err(closed());
+    }
+    auth::create_user(state, &user, taken).await?;
+    add_member(state, inv, group, &user).await?;
+    let token = new_session(state, &user.id).await?;
+    tracing::info!(user_id = %user.id, group_id = %group.id, "user registered through an invitation");
+    Ok(Json(
+        json!({"user": user, "token": token, "groupId": group.id}),
+    ))
+}
+
+/// Email restriction, existing membership and the group's size.
+async fn check_can_join(
+    state: &AppState,
+    inv: &Invitation,
+    group: &Group,
+    user: &User,
+) -> ApiResult<()> {
+    if let Some(only) = &inv.email {
+        if !only.eq_ignore_ascii_case(&user.email) {
+            return Err(ApiError::forbidden(
+                "this invitation is for another email address",
+            ));
+        }
+    }
+    if state.store.membership(&group.id, &user.id).await?.is_some() {
+        return Err(ApiError::conflict("you are already a member of this group"));
+    }
+    if let Some(max) = group.max_members {
+        if state.store.members(&group.id).await?.len() >= max as usize {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "group_full",
+                format!("the group is full ({max} members)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Counts the use (atomically, so `maxUses` holds under races), then adds
+/// the membership.
+async fn join(state: &AppState, inv: &Invitation, group: &Group, user: &User) -> ApiResult<()> {
+    if !state.store.use_invitation(&inv.id, Utc::now()).await? {
+        return Err(closed());
+    }
+    add_member(state, inv, group, user).await
+}
+
+async fn add_member(
+    state: &AppState,
+    inv: &Invitation,
+    group: &Group,
+    user: &User,
+) -> ApiResult<()> {
+    state
+        .store
+        .add_member(&Membership {
+            group_id: group.id.clone(),
+            user_id: user.id.clone(),
+            role: inv.role,
+            joined_at: Utc::now(),
+        })
+        .await
+        .map_err(|e| match e {
+            aicarpool_core::store::StoreError::Conflict(_) => {
+                ApiError::conflict("you are already a member of this group")
+            }
+            other => other.into(),
+        })?;
+    tracing::info!(group_id = %group.id, user_id = %user.id, invitation_id = %inv.id, "member joined");
+    Ok(())
+}

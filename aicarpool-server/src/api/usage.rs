@@ -1,0 +1,186 @@
+//! Usage reports: `GET /api/usage`.
+
+use aicarpool_core::account::AccountOwner;
+use aicarpool_core::id::is_valid_id;
+use aicarpool_core::org::GroupRole;
+use aicarpool_core::usage::{UsageGroupBy, UsageQuery, UsageScope};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use serde::Deserialize;
+
+use super::caller::{require_group_role, role_at_least, Caller};
+use super::views::UsageView;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageParams {
+    scope: Option<String>,
+    id: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    group_by: Option<String>,
+}
+
+/// `scope` defaults to the caller's own usage. `from` is inclusive, `to`
+/// exclusive; a bare date `to=YYYY-MM-DD` includes that whole day.
+pub async fn report(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Result<Query<UsageParams>, QueryRejection>,
+) -> ApiResult<Json<UsageView>> {
+    let Query(p) =
+        params.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let scope = scope(&state, &caller, p.scope.as_deref(), p.id).await?;
+    let query = UsageQuery {
+        scope,
+        from: p
+            .from
+            .as_deref()
+            .map(|v| time("from", v, false))
+            .transpose()?,
+        to: p.to.as_deref().map(|v| time("to", v, true)).transpose()?,
+        group_by: p.group_by.as_deref().map(group_by).transpose()?,
+    };
+    let report = state.store.usage_report(&query).await?;
+    Ok(Json(UsageView::from(&report)))
+}
+
+/// The scope asked for, if the caller may see it.
+async fn scope(
+    state: &AppState,
+    caller: &Caller,
+    scope: Option<&str>,
+    id: Option<String>,
+) -> ApiResult<UsageScope> {
+    let kind = scope.unwrap_or("user");
+    let id = match (id, kind) {
+        (Some(id), _) if !id.is_empty() => id,
+        (_, "user") => caller.id().to_owned(),
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "id is required for scope={kind}"
+            )))
+        }
+    };
+    let not_found = |what: &str| ApiError::not_found(what);
+    if !is_valid_id(&id) {
+        return Err(not_found(kind));
+    }
+    match kind {
+        "user" => {
+            if id != caller.id() && !caller.is_admin() {
+                return Err(ApiError::forbidden("you may only see your own usage"));
+            }
+            Ok(UsageScope::User(id))
+        }
+        "group" => {
+            require_group_role(state, caller, &id, GroupRole::Admin).await?;
+            Ok(UsageScope::Group(id))
+        }
+        "key" => {
+            let key = state
+                .store
+                .key(&id)
+                .await?
+                .ok_or_else(|| not_found("key"))?;
+            if !caller.is_admin() && key.user_id != caller.id() {
+                match state.store.membership(&key.group_id, caller.id()).await? {
+                    Some(m) if role_at_least(m.role, GroupRole::Admin) => {}
+                    _ => return Err(not_found("key")),
+                }
+            }
+            Ok(UsageScope::Key(id))
+        }
+        "account" => {
+            let account = state
+                .store
+                .account(&id)
+                .await?
+                .ok_or_else(|| not_found("account"))?;
+            match &account.owner {
+                AccountOwner::Group(g) => {
+                    require_group_role(state, caller, g, GroupRole::Admin)
+                        .await
+                        .map_err(|e| {
+                            if e.status == StatusCode::NOT_FOUND {
+                                not_found("account")
+                            } else {
+                                e
+                            }
+                        })?;
+                }
+                AccountOwner::Enterprise(_) if caller.is_admin() => {}
+                AccountOwner::Enterprise(_) => return Err(not_found("account")),
+            }
+            Ok(UsageScope::Account(id))
+        }
+        "department" | "enterprise" => Err(ApiError::bad_request(format!(
+            "scope={kind} is not available yet"
+        ))),
+        other => Err(ApiError::bad_request(format!(
+            "scope must be one of key, user, group, account (got `{other}`)"
+        ))),
+    }
+}
+
+/// RFC 3339, or a date (midnight UTC; for an end bound, the next midnight).
+fn time(field: &str, v: &str, end: bool) -> ApiResult<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let bad = || {
+        ApiError::bad_request(format!(
+            "{field} must be an RFC 3339 time or a date YYYY-MM-DD"
+        ))
+    };
+    let date = NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| bad())?;
+    let date = if end {
+        date.checked_add_days(Days::new(1)).ok_or_else(bad)?
+    } else {
+        date
+    };
+    Ok(date.and_hms_opt(0, 0, 0).ok_or_else(bad)?.and_utc())
+}
+
+fn group_by(v: &str) -> ApiResult<UsageGroupBy> {
+    Ok(match v {
+        "day" => UsageGroupBy::Day,
+        "hour" => UsageGroupBy::Hour,
+        "model" => UsageGroupBy::Model,
+        "user" => UsageGroupBy::User,
+        "key" => UsageGroupBy::Key,
+        "account" => UsageGroupBy::Account,
+        _ => {
+            return Err(ApiError::bad_request(
+                "groupBy must be one of day, hour, model, user, key, account",
+            ))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_dates() {
+        let t = time("from", "2026-01-02", false).ok();
+        assert_eq!(
+            t.map(|t| t.to_rfc3339()),
+            Some("2026-01-02T00:00:00+00:00".into())
+        );
+        let t = time("to", "2026-01-02", true).ok();
+        assert_eq!(
+            t.map(|t| t.to_rfc3339()),
+            Some("2026-01-03T00:00:00+00:00".into())
+        );
+        assert!(time("from", "2026-01-02T03:04:05Z", false).is_ok());
+        let e = time("from", "yesterday", false).err().map(|e| e.message);
+        assert!(e.is_some_and(|m| m.starts_with("from ")));
+    }
+}

@@ -1,0 +1,240 @@
+//! What the API answers: the JSON shapes of records. Secrets (credentials,
+//! key hashes, password hashes, token hashes) have no field here.
+
+use std::collections::BTreeMap;
+
+use aicarpool_core::account::{Account, AccountOwner, Platform, Preset};
+use aicarpool_core::binding::{Binding, BindingMode, BoundAccount};
+use aicarpool_core::key::{KeyRecord, Service};
+use aicarpool_core::org::{Group, GroupRole, Membership, User};
+use aicarpool_core::usage::{UsageReport, UsageTotals};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// A group, with the caller's role when they are a member.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupView {
+    #[serde(flatten)]
+    pub group: Group,
+    pub role: Option<GroupRole>,
+}
+
+/// A row of `GET /api/groups/{id}/members`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView {
+    pub user_id: String,
+    pub email: String,
+    pub name: String,
+    pub role: GroupRole,
+    pub joined_at: DateTime<Utc>,
+}
+
+impl MemberView {
+    pub fn new(m: &Membership, u: &User) -> Self {
+        Self {
+            user_id: u.id.clone(),
+            email: u.email.clone(),
+            name: u.name.clone(),
+            role: m.role,
+            joined_at: m.joined_at,
+        }
+    }
+}
+
+/// An upstream account without its credentials.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountView {
+    pub id: String,
+    pub name: String,
+    pub platform: Platform,
+    pub preset: Option<Preset>,
+    /// The effective base URL (explicit, else the preset's or platform's).
+    pub base_url: Option<String>,
+    pub group_id: Option<String>,
+    pub enterprise_id: Option<String>,
+    pub models: Vec<String>,
+    pub model_map: BTreeMap<String, String>,
+    pub priority: i32,
+    pub weight: u32,
+    pub max_concurrency: Option<u32>,
+    /// With any password in the URL masked.
+    pub proxy: Option<String>,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub has_credentials: bool,
+}
+
+impl From<&Account> for AccountView {
+    fn from(a: &Account) -> Self {
+        let (group_id, enterprise_id) = match &a.owner {
+            AccountOwner::Group(g) => (Some(g.clone()), None),
+            AccountOwner::Enterprise(e) => (None, Some(e.clone())),
+        };
+        Self {
+            id: a.id.clone(),
+            name: a.name.clone(),
+            platform: a.platform,
+            preset: a.preset,
+            base_url: a.effective_base_url(),
+            group_id,
+            enterprise_id,
+            models: a.models.clone(),
+            model_map: a.model_map.clone(),
+            priority: a.priority,
+            weight: a.weight,
+            max_concurrency: a.max_concurrency,
+            proxy: a.proxy.as_deref().map(mask_url_password),
+            enabled: a.enabled,
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+            has_credentials: !a.credentials.0.is_empty(),
+        }
+    }
+}
+
+/// `scheme://user:secret@host` → `scheme://user:***@host`.
+pub fn mask_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let user = match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => userinfo.to_owned(),
+    };
+    format!("{scheme}://{user}@{host}{tail}")
+}
+
+/// A group's binding. `implicit` is true when none was set and the group
+/// is served by the accounts it owns.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BindingView {
+    pub group_id: String,
+    pub mode: BindingMode,
+    pub accounts: Vec<BoundAccount>,
+    pub implicit: bool,
+}
+
+impl BindingView {
+    pub fn explicit(b: Binding) -> Self {
+        Self {
+            group_id: b.group_id,
+            mode: b.mode,
+            accounts: b.accounts,
+            implicit: false,
+        }
+    }
+}
+
+/// The answer to key creation and rotation: the only time `key` is shown.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuedKeyView {
+    #[serde(flatten)]
+    pub record: KeyRecord,
+    pub key: String,
+    pub guide: Value,
+}
+
+/// Set-up for each client the key may be used with, for this server.
+pub fn key_guide(public_url: &str, key: &str, services: &[Service]) -> Value {
+    let mut guide = serde_json::Map::new();
+    if services.is_empty() || services.contains(&Service::Claude) {
+        let base = format!("{public_url}/api");
+        guide.insert(
+            "claudeCode".into(),
+            json!({"ANTHROPIC_BASE_URL": base, "ANTHROPIC_AUTH_TOKEN": key}),
+        );
+        guide.insert(
+            "env".into(),
+            Value::String(format!(
+                "export ANTHROPIC_BASE_URL={base}\nexport ANTHROPIC_AUTH_TOKEN={key}"
+            )),
+        );
+    }
+    Value::Object(guide)
+}
+
+/// Usage sums with cost in USD.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TotalsView {
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cost_usd: f64,
+    pub errors: u64,
+}
+
+impl From<&UsageTotals> for TotalsView {
+    fn from(t: &UsageTotals) -> Self {
+        Self {
+            requests: t.requests,
+            input_tokens: t.input_tokens,
+            output_tokens: t.output_tokens,
+            cache_write_tokens: t.cache_write_tokens,
+            cache_read_tokens: t.cache_read_tokens,
+            cost_usd: t.cost_usd(),
+            errors: t.errors,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct UsageRowView {
+    pub bucket: String,
+    #[serde(flatten)]
+    pub totals: TotalsView,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UsageView {
+    pub rows: Vec<UsageRowView>,
+    pub totals: TotalsView,
+}
+
+impl From<&UsageReport> for UsageView {
+    fn from(r: &UsageReport) -> Self {
+        Self {
+            rows: r
+                .rows
+                .iter()
+                .map(|row| UsageRowView {
+                    bucket: row.bucket.clone(),
+                    totals: TotalsView::from(&row.totals),
+                })
+                .collect(),
+            totals: TotalsView::from(&r.totals),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_passwords_are_masked() {
+        assert_eq!(
+            mask_url_password("socks5://bob:hunter2@proxy:1080"),
+            "socks5://bob:***@proxy:1080"
+        );
+        assert_eq!(
+            mask_url_password("http://proxy:8080/x@y"),
+            "http://proxy:8080/x@y"
+        );
+        assert_eq!(mask_url_password("http://bob@proxy"), "http://bob@proxy");
+    }
+}

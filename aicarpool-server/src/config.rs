@@ -1,0 +1,96 @@
+//! Server configuration: flags, `AICARPOOL_*` environment variables, defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Everything `aicarpool serve` can be told.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    #[arg(long, env = "AICARPOOL_LISTEN", default_value = "127.0.0.1:4000")]
+    pub listen: SocketAddr,
+
+    /// Database URL (`sqlite://path.db`).
+    #[arg(
+        long = "database",
+        env = "AICARPOOL_DATABASE_URL",
+        default_value = "sqlite://aicarpool.db"
+    )]
+    pub database_url: String,
+
+    /// URL members use to reach this server (for key set-up guides and
+    /// invitation links). Defaults to `http://<listen>`.
+    #[arg(long, env = "AICARPOOL_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Bearer token accepted as the system administrator (automation).
+    #[arg(long, env = "AICARPOOL_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// System administrator created on an empty database.
+    #[arg(long, env = "AICARPOOL_ADMIN_EMAIL")]
+    pub admin_email: Option<String>,
+
+    /// Password of that administrator.
+    #[arg(long, env = "AICARPOOL_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+
+    /// Whether anyone may register (`false` = invitations and admins only).
+    #[arg(long, env = "AICARPOOL_ALLOW_SIGNUP", default_value_t = true, action = clap::ArgAction::Set)]
+    pub allow_signup: bool,
+
+    /// Master key for sealing upstream credentials (base64 of 32 bytes).
+    /// Without it a key file is created next to the database.
+    #[arg(long, env = "AICARPOOL_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+
+    /// Master key file; default `<database file>.key`.
+    #[arg(long, env = "AICARPOOL_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+
+    /// Lifetime of a login session, in hours.
+    #[arg(long, env = "AICARPOOL_SESSION_TTL_HOURS", default_value_t = 24 * 7)]
+    pub session_ttl_hours: u32,
+
+    /// How long open streams may run on after a shutdown signal, in seconds.
+    #[arg(long, env = "AICARPOOL_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl ServeConfig {
+    /// The public base URL without a trailing slash.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    pub fn session_ttl(&self) -> chrono::Duration {
+        chrono::Duration::hours(i64::from(self.session_ttl_hours))
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// A configuration for tests: in-memory SQLite, random port, given token.
+    pub fn for_tests(admin_token: &str) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url: "sqlite::memory:".into(),
+            public_url: Some("http://127.0.0.1:4000".into()),
+            admin_token: Some(admin_token.into()),
+            admin_email: None,
+            admin_password: None,
+            allow_signup: true,
+            master_key: Some(aicarpool_core::secret::MasterKey::generate().to_base64()),
+            master_key_file: None,
+            session_ttl_hours: 24,
+            shutdown_grace_secs: 5,
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Data-plane routes: what CLIs and SDKs call. Each route hands the request
+//! to the core [`Gateway`](aicarpool_core::gateway::Gateway).
+
+use aicarpool_core::gateway::MAX_BODY_BYTES;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+
+use crate::state::AppState;
+
+/// Prefixes under which the Anthropic Messages API is served: Claude Code
+/// with `ANTHROPIC_BASE_URL=…/api` calls `/api/v1/messages`, with `…/api/v1`
+/// it calls `/api/v1/v1/messages`, and SDKs pointed at the root call
+/// `/v1/messages`.
+const ANTHROPIC_PREFIXES: [&str; 3] = ["/api/v1", "/api/v1/v1", "/v1"];
+
+pub fn routes() -> Router<AppState> {
+    let mut router = Router::new();
+    for prefix in ANTHROPIC_PREFIXES {
+        router = router
+            .route(&format!("{prefix}/messages"), post(forward))
+            .route(&format!("{prefix}/messages/count_tokens"), post(forward));
+    }
+    router
+}
+
+async fn forward(State(state): State<AppState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => return state.gateway.body_too_large(&parts.uri).map(Body::new),
+    };
+    let req = http::Request::from_parts(parts, bytes);
+    state.gateway.handle(req).await.map(Body::new)
+}

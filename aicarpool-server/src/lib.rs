@@ -1,0 +1,188 @@
+//! # aicarpool-server
+//!
+//! The reference server of AiCarpool: the management API, the data plane
+//! and the operations endpoints on one axum router. `aicarpool serve` runs
+//! it; tests and embedders build it with [`build_state`] and [`app`].
+
+use std::future::{Future, IntoFuture};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aicarpool_core::gateway::Gateway;
+use aicarpool_core::secret::{MasterKey, Sealer};
+use aicarpool_core::store::DynStore;
+use aicarpool_store::SqliteStore;
+use anyhow::Context;
+use axum::Router;
+use tower_http::trace::TraceLayer;
+
+pub mod api;
+pub mod config;
+pub mod dataplane;
+pub mod error;
+pub mod ops;
+pub mod state;
+
+pub use config::ServeConfig;
+pub use state::AppState;
+
+/// Opens the database, loads the master key, builds the gateway and creates
+/// the configured administrator.
+pub async fn build_state(config: ServeConfig) -> anyhow::Result<AppState> {
+    let store: DynStore = Arc::new(
+        SqliteStore::connect(&config.database_url)
+            .await
+            .with_context(|| format!("opening database {}", config.database_url))?,
+    );
+    let master_key = load_master_key(&config)?;
+    let sealer = Sealer::new(&master_key);
+    let gateway = Gateway::new(store.clone(), sealer.clone());
+    let state = AppState {
+        store,
+        sealer,
+        gateway,
+        config: Arc::new(config),
+    };
+    api::bootstrap(&state).await?;
+    Ok(state)
+}
+
+/// The whole HTTP surface.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(ops::routes())
+        .merge(api::routes())
+        .merge(dataplane::routes())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets open
+/// streams finish for up to the configured grace period, and flushes usage.
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let grace = state.config.shutdown_grace();
+    let gateway = state.gateway.clone();
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, finishing open requests");
+        let _ = signalled_tx.send(());
+    });
+    let mut run = tokio::spawn(server.into_future());
+    tokio::select! {
+        ended = &mut run => ended.context("server task")??,
+        Ok(()) = signalled_rx => match tokio::time::timeout(grace, &mut run).await {
+            Ok(ended) => ended.context("server task")??,
+            Err(_) => {
+                run.abort();
+                tracing::warn!(?grace, "requests still open after the grace period were closed");
+            }
+        },
+    }
+    gateway.shutdown().await;
+    tracing::info!("usage flushed; stopped");
+    Ok(())
+}
+
+/// `AICARPOOL_MASTER_KEY`, else the key file (created with mode 0600 on
+/// first start), else — for an in-memory database — a throw-away key.
+fn load_master_key(config: &ServeConfig) -> anyhow::Result<MasterKey> {
+    if let Some(b64) = &config.master_key {
+        return MasterKey::from_base64(b64).context("AICARPOOL_MASTER_KEY");
+    }
+    let path = match (&config.master_key_file, database_file(&config.database_url)) {
+        (Some(p), _) => p.clone(),
+        (None, Some(db)) => {
+            let mut name = db.into_os_string();
+            name.push(".key");
+            PathBuf::from(name)
+        }
+        (None, None) => {
+            tracing::warn!(
+                "in-memory database without AICARPOOL_MASTER_KEY: using a throw-away master key"
+            );
+            return Ok(MasterKey::generate());
+        }
+    };
+    read_or_create_key_file(&path)
+}
+
+fn read_or_create_key_file(path: &Path) -> anyhow::Result<MasterKey> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => MasterKey::from_base64(&s)
+            .with_context(|| format!("master key file {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = MasterKey::generate();
+            write_private_file(path, key.to_base64().as_bytes())
+                .with_context(|| format!("creating master key file {}", path.display()))?;
+            tracing::info!(path = %path.display(), "created master key file (mode 0600); back it up with the database");
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading master key file {}", path.display())),
+    }
+}
+
+#[cfg(unix)]
+fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+/// The file behind a `sqlite://` URL, if it is a file.
+fn database_file(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    if path.is_empty() || path.starts_with(":memory:") {
+        return None;
+    }
+    Some(PathBuf::from(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_file_from_url() {
+        assert_eq!(
+            database_file("sqlite://aicarpool.db"),
+            Some(PathBuf::from("aicarpool.db"))
+        );
+        assert_eq!(
+            database_file("sqlite:///var/lib/a.db?mode=rwc"),
+            Some(PathBuf::from("/var/lib/a.db"))
+        );
+        assert_eq!(database_file("sqlite::memory:"), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_file_is_created_private_and_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db.key");
+        let k1 = read_or_create_key_file(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let k2 = read_or_create_key_file(&path).unwrap();
+        assert_eq!(k1.to_base64(), k2.to_base64());
+    }
+}

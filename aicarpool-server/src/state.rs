@@ -1,0 +1,18 @@
+//! Shared state handed to every handler.
+
+use std::sync::Arc;
+
+use aicarpool_core::gateway::Gateway;
+use aicarpool_core::secret::Sealer;
+use aicarpool_core::store::DynStore;
+
+use crate::config::ServeConfig;
+
+/// Cheap to clone: everything inside is shared.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: DynStore,
+    pub sealer: Sealer,
+    pub gateway: Gateway,
+    pub config: Arc<ServeConfig>,
+}

@@ -1,1 +1,0 @@
-//! Runnable examples live next to this crate manifest; see `examples/*.rs`.
