@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# End to end with the released Claude Code CLI: start a mock Anthropic
+# upstream and the gateway, set a carpool up over the HTTP API exactly as the
+# README shows, then run `claude -p` through the gateway and check the
+# answer and the recorded usage. Everything stays on 127.0.0.1.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+if ! command -v claude >/dev/null 2>&1; then
+  echo "installing @anthropic-ai/claude-code from npm"
+  npm install -g --no-fund --no-audit @anthropic-ai/claude-code >/dev/null
+fi
+echo "claude: $(claude --version)"
+
+cargo build --quiet -p aicarpool-server -p aicarpool-testkit --bins
+bin="${CARGO_TARGET_DIR:-$root/target}/debug"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+"$bin/aicarpool-mock-upstream" 127.0.0.1:0 sk-ant-e2e-upstream >"$work/mock.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do grep -q 'listening on' "$work/mock.out" && break; sleep 0.1; done
+upstream=$(sed -n 's/^listening on //p' "$work/mock.out")
+echo "mock upstream: $upstream"
+
+port=$(free_port)
+gw="http://127.0.0.1:$port"
+AICARPOOL_LISTEN="127.0.0.1:$port" AICARPOOL_PUBLIC_URL="$gw" \
+  AICARPOOL_DATABASE_URL="sqlite://$work/aicarpool.db" \
+  "$bin/aicarpool" serve >"$work/server.log" 2>&1 &
+server=$!
+pids+=($server)
+for _ in $(seq 100); do curl -fs "$gw/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+curl -fs "$gw/readyz" >/dev/null || { cat "$work/server.log"; echo "server did not start"; exit 1; }
+echo "gateway: $gw"
+
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
+token=$(curl -fsS "$gw/api/auth/register" -H 'content-type: application/json' \
+  -d '{"email":"owner@example.com","password":"correct horse battery","name":"Owner"}' | json "['token']")
+auth=(-H "authorization: Bearer $token" -H 'content-type: application/json')
+group=$(curl -fsS "$gw/api/groups" "${auth[@]}" -d '{"name":"e2e carpool"}' | json "['id']")
+account=$(curl -fsS "$gw/api/groups/$group/accounts" "${auth[@]}" \
+  -d "{\"name\":\"team key\",\"platform\":\"claude_api\",\"baseUrl\":\"$upstream\",\"credentials\":{\"apiKey\":\"sk-ant-e2e-upstream\"}}" | json "['id']")
+curl -fsS -X PUT "$gw/api/groups/$group/binding" "${auth[@]}" \
+  -d "{\"mode\":\"dedicated\",\"accounts\":[{\"accountId\":\"$account\"}]}" >/dev/null
+created=$(curl -fsS "$gw/api/groups/$group/keys" "${auth[@]}" -d '{"name":"e2e"}')
+key=$(echo "$created" | json "['key']")
+key_id=$(echo "$created" | json "['id']")
+base_url=$(echo "$created" | json "['guide']['claudeCode']['ANTHROPIC_BASE_URL']")
+echo "group $group, account $account, key ${key:0:24}…"
+
+mkdir -p "$work/home"
+answer=$(cd "$work" && HOME="$work/home" ANTHROPIC_BASE_URL="$base_url" ANTHROPIC_AUTH_TOKEN="$key" \
+  DISABLE_TELEMETRY=1 DISABLE_ERROR_REPORTING=1 CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
+  timeout 180 claude -p "Say hello" </dev/null 2>"$work/claude.err") || {
+  echo "claude failed:"; cat "$work/claude.err"; tail -20 "$work/server.log"; exit 1; }
+echo "claude answered: $answer"
+case "$answer" in
+  *"Hello from the mock upstream."*) ;;
+  *) echo "unexpected answer"; cat "$work/claude.err"; exit 1 ;;
+esac
+
+usage=""
+for _ in $(seq 30); do
+  usage=$(curl -fsS "$gw/api/usage?scope=key&id=$key_id" -H "authorization: Bearer $token")
+  [ "$(echo "$usage" | json "['totals']['requests']")" -ge 1 ] && break
+  sleep 0.2
+done
+echo "usage: $(echo "$usage" | json "['totals']")"
+[ "$(echo "$usage" | json "['totals']['outputTokens']")" -gt 0 ] || { echo "usage not recorded"; exit 1; }
+if grep -q "$key" "$work/server.log" || grep -q sk-ant-e2e-upstream "$work/server.log"; then
+  echo "a secret appeared in the server log"; exit 1
+fi
+
+kill -TERM "$server"
+wait "$server" && echo "server stopped cleanly on SIGTERM"
+echo "e2e claude code: passed"
