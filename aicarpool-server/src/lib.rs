@@ -53,7 +53,9 @@ pub fn app(state: AppState) -> Router {
         .merge(ops::routes())
         .merge(api::routes())
         .merge(dataplane::routes())
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &http::Request<_>| {
+            tracing::info_span!("http", method = %req.method(), path = %loggable_path(req.uri()))
+        }))
         .with_state(state)
 }
 
@@ -86,6 +88,17 @@ pub async fn serve(
     gateway.shutdown().await;
     tracing::info!("usage flushed; stopped");
     Ok(())
+}
+
+/// The request path for logs: never the query (it may carry `?key=`) and
+/// never an invitation token.
+fn loggable_path(uri: &http::Uri) -> &str {
+    let path = uri.path();
+    if path.starts_with("/api/invitations/") {
+        "/api/invitations/…"
+    } else {
+        path
+    }
 }
 
 /// `AICARPOOL_MASTER_KEY`, else the key file (created with mode 0600 on
@@ -159,6 +172,14 @@ fn database_file(url: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logs_never_show_queries_or_invitation_tokens() {
+        let uri: http::Uri = "/v1beta/models/m:generateContent?key=aicp_a_b_c".parse().unwrap();
+        assert_eq!(loggable_path(&uri), "/v1beta/models/m:generateContent");
+        let uri: http::Uri = "/api/invitations/SECRETTOKEN/accept".parse().unwrap();
+        assert_eq!(loggable_path(&uri), "/api/invitations/…");
+    }
 
     #[test]
     fn database_file_from_url() {

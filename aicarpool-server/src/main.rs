@@ -1,6 +1,8 @@
 //! The `aicarpool` binary.
 
 use aicarpool_server::ServeConfig;
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -25,6 +27,8 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             EnvFilter::try_from_env("AICARPOOL_LOG")
                 .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn,sqlx=warn")),

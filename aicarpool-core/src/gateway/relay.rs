@@ -347,6 +347,20 @@ impl Inner {
             status,
             accuracy,
         };
+        tracing::info!(
+            key_id = %record.key_id,
+            group_id = %record.group_id,
+            account_id = record.account_id.as_deref().unwrap_or("-"),
+            model = %record.model,
+            status = record.status,
+            input = record.usage.input_tokens,
+            output = record.usage.output_tokens,
+            cache_write = record.usage.cache_write_tokens(),
+            cache_read = record.usage.cache_read_tokens,
+            latency_ms = record.latency_ms,
+            accuracy = record.accuracy.as_str(),
+            "messages request settled"
+        );
         self.usage.record(record).await;
     }
 }
