@@ -175,7 +175,9 @@ mod tests {
 
     #[test]
     fn logs_never_show_queries_or_invitation_tokens() {
-        let uri: http::Uri = "/v1beta/models/m:generateContent?key=aicp_a_b_c".parse().unwrap();
+        let uri: http::Uri = "/v1beta/models/m:generateContent?key=aicp_a_b_c"
+            .parse()
+            .unwrap();
         assert_eq!(loggable_path(&uri), "/v1beta/models/m:generateContent");
         let uri: http::Uri = "/api/invitations/SECRETTOKEN/accept".parse().unwrap();
         assert_eq!(loggable_path(&uri), "/api/invitations/…");
