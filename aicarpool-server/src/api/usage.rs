@@ -1,20 +1,21 @@
-//! Usage reports: `GET /api/usage`.
+//! Usage reports: `GET /api/usage` and `GET /api/usage/export.csv`.
 
-use aicarpool_core::account::AccountOwner;
 use aicarpool_core::id::is_valid_id;
 use aicarpool_core::org::GroupRole;
 use aicarpool_core::usage::{UsageGroupBy, UsageQuery, UsageScope};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::Json;
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
 use serde::Deserialize;
 
-use super::caller::{require_group_role, role_at_least, Caller};
-use super::views::UsageView;
+use super::caller::{authorize, require_group_role, role_at_least, Action, Caller, Resource};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+
+pub mod export;
+
+pub use export::{export_csv, ReportView};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -28,26 +29,41 @@ pub struct UsageParams {
 
 /// `scope` defaults to the caller's own usage. `from` is inclusive, `to`
 /// exclusive; a bare date `to=YYYY-MM-DD` includes that whole day.
+#[utoipa::path(get, path = "/api/usage", tag = "usage",
+    responses((status = 200, description = "{rows, totals}")))]
 pub async fn report(
     State(state): State<AppState>,
     caller: Caller,
     params: Result<Query<UsageParams>, QueryRejection>,
-) -> ApiResult<Json<UsageView>> {
+) -> ApiResult<Json<ReportView>> {
+    let query = usage_query(&state, &caller, params).await?;
+    Ok(Json(export::report_view(&state, &query).await?))
+}
+
+/// The query asked for, if the caller may see its scope.
+async fn usage_query(
+    state: &AppState,
+    caller: &Caller,
+    params: Result<Query<UsageParams>, QueryRejection>,
+) -> ApiResult<UsageQuery> {
     let Query(p) =
         params.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
-    let scope = scope(&state, &caller, p.scope.as_deref(), p.id).await?;
-    let query = UsageQuery {
+    let scope = scope(state, caller, p.scope.as_deref(), p.id).await?;
+    let tz = state.config.timezone;
+    Ok(UsageQuery {
         scope,
         from: p
             .from
             .as_deref()
-            .map(|v| time("from", v, false))
+            .map(|v| time("from", v, false, tz))
             .transpose()?,
-        to: p.to.as_deref().map(|v| time("to", v, true)).transpose()?,
+        to: p
+            .to
+            .as_deref()
+            .map(|v| time("to", v, true, tz))
+            .transpose()?,
         group_by: p.group_by.as_deref().map(group_by).transpose()?,
-    };
-    let report = state.store.usage_report(&query).await?;
-    Ok(Json(UsageView::from(&report)))
+    })
 }
 
 /// The scope asked for, if the caller may see it.
@@ -97,39 +113,30 @@ async fn scope(
             Ok(UsageScope::Key(id))
         }
         "account" => {
-            let account = state
-                .store
-                .account(&id)
-                .await?
-                .ok_or_else(|| not_found("account"))?;
-            match &account.owner {
-                AccountOwner::Group(g) => {
-                    require_group_role(state, caller, g, GroupRole::Admin)
-                        .await
-                        .map_err(|e| {
-                            if e.status == StatusCode::NOT_FOUND {
-                                not_found("account")
-                            } else {
-                                e
-                            }
-                        })?;
-                }
-                AccountOwner::Enterprise(_) if caller.is_admin() => {}
-                AccountOwner::Enterprise(_) => return Err(not_found("account")),
-            }
+            // Group accounts: the group's admins; pool accounts: the
+            // enterprise's owners and admins.
+            authorize(state, caller, Action::Manage, Resource::Account(&id)).await?;
             Ok(UsageScope::Account(id))
         }
-        "department" | "enterprise" => Err(ApiError::bad_request(format!(
-            "scope={kind} is not available yet"
-        ))),
+        // Department and enterprise usage: for whoever manages them.
+        "department" => {
+            authorize(state, caller, Action::Manage, Resource::Department(&id)).await?;
+            Ok(UsageScope::Department(id))
+        }
+        "enterprise" => {
+            authorize(state, caller, Action::Manage, Resource::Enterprise(&id)).await?;
+            Ok(UsageScope::Enterprise(id))
+        }
         other => Err(ApiError::bad_request(format!(
-            "scope must be one of key, user, group, account (got `{other}`)"
+            "scope must be one of key, user, group, department, enterprise, account (got `{other}`)"
         ))),
     }
 }
 
-/// RFC 3339, or a date (midnight UTC; for an end bound, the next midnight).
-fn time(field: &str, v: &str, end: bool) -> ApiResult<DateTime<Utc>> {
+/// RFC 3339, or a date: midnight in the server's time zone
+/// (`AICARPOOL_TIMEZONE`, the zone of daily limits); for an end bound, the
+/// next midnight.
+fn time(field: &str, v: &str, end: bool, tz: chrono_tz::Tz) -> ApiResult<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(v) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -144,7 +151,13 @@ fn time(field: &str, v: &str, end: bool) -> ApiResult<DateTime<Utc>> {
     } else {
         date
     };
-    Ok(date.and_hms_opt(0, 0, 0).ok_or_else(bad)?.and_utc())
+    let midnight = date.and_hms_opt(0, 0, 0).ok_or_else(bad)?;
+    // A zone that skips midnight starts that day an hour later.
+    [midnight, midnight + chrono::Duration::hours(1)]
+        .iter()
+        .find_map(|local| tz.from_local_datetime(local).earliest())
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(bad)
 }
 
 fn group_by(v: &str) -> ApiResult<UsageGroupBy> {
@@ -169,18 +182,27 @@ mod tests {
 
     #[test]
     fn times_and_dates() {
-        let t = time("from", "2026-01-02", false).ok();
+        let utc = chrono_tz::Tz::UTC;
+        let t = time("from", "2026-01-02", false, utc).ok();
         assert_eq!(
             t.map(|t| t.to_rfc3339()),
             Some("2026-01-02T00:00:00+00:00".into())
         );
-        let t = time("to", "2026-01-02", true).ok();
+        let t = time("to", "2026-01-02", true, utc).ok();
         assert_eq!(
             t.map(|t| t.to_rfc3339()),
             Some("2026-01-03T00:00:00+00:00".into())
         );
-        assert!(time("from", "2026-01-02T03:04:05Z", false).is_ok());
-        let e = time("from", "yesterday", false).err().map(|e| e.message);
+        assert!(time("from", "2026-01-02T03:04:05Z", false, utc).is_ok());
+        let e = time("from", "yesterday", false, utc)
+            .err()
+            .map(|e| e.message);
         assert!(e.is_some_and(|m| m.starts_with("from ")));
+        let berlin: chrono_tz::Tz = "Europe/Berlin".parse().unwrap_or(utc);
+        let t = time("from", "2026-07-01", false, berlin).ok();
+        assert_eq!(
+            t.map(|t| t.to_rfc3339()),
+            Some("2026-06-30T22:00:00+00:00".into())
+        );
     }
 }

@@ -1,0 +1,263 @@
+//! A carpool team for the limit tests: one group, one member with several
+//! keys, one account on a mock upstream, and a gateway whose limiter,
+//! clock and prices the test chooses.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aicarpool_core::account::{Account, AccountOwner, Credentials, Platform};
+use aicarpool_core::binding::{Binding, BindingMode, BoundAccount};
+use aicarpool_core::gateway::{Gateway, GatewayConfig};
+use aicarpool_core::id::new_id;
+use aicarpool_core::key::{KeyRecord, MemberKey, Service};
+use aicarpool_core::limit::{Clock, InMemoryLimiter, Limiter, StoreBaseline, SystemClock};
+use aicarpool_core::limits::KeyLimits;
+use aicarpool_core::org::{Group, GroupRole, Membership, User};
+use aicarpool_core::pricing::Pricing;
+use aicarpool_core::secret::{MasterKey, Sealer};
+use aicarpool_core::store::{AccountStore, GroupStore, KeyStore, MemoryStore, UserStore};
+use aicarpool_core::usage::{UsageRecord, UsageWriterConfig};
+use aicarpool_testkit::{MockUpstream, MockUsage};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+
+pub const UPSTREAM_KEY: &str = "sk-ant-limits-upstream";
+pub const MODEL: &str = "claude-sonnet-4-5";
+
+/// What the test chooses.
+pub struct Setup {
+    /// One key per entry, all of the same member.
+    pub keys: Vec<KeyLimits>,
+    pub group: KeyLimits,
+    pub clock: Arc<dyn Clock>,
+    pub tz: chrono_tz::Tz,
+    pub pricing: Pricing,
+    pub usage: MockUsage,
+    /// A price multiplier for the team's account (as a price file gives).
+    pub account_multiplier: Option<f64>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            keys: vec![KeyLimits::default()],
+            group: KeyLimits::default(),
+            clock: Arc::new(SystemClock),
+            tz: chrono_tz::Tz::UTC,
+            pricing: Pricing::embedded(),
+            usage: MockUsage::default(),
+            account_multiplier: None,
+        }
+    }
+}
+
+pub struct Team {
+    pub gateway: Gateway,
+    pub store: Arc<MemoryStore>,
+    pub mock: MockUpstream,
+    pub limiter: Arc<dyn Limiter>,
+    pub group_id: String,
+    pub user_id: String,
+    pub account_id: String,
+    /// (key as sent, its record).
+    pub keys: Vec<(String, KeyRecord)>,
+}
+
+/// A reply read to its end.
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn error_type(&self) -> String {
+        let v: serde_json::Value = serde_json::from_str(&self.body).unwrap_or_default();
+        v["error"]["type"].as_str().unwrap_or_default().to_owned()
+    }
+
+    pub fn error_message(&self) -> String {
+        let v: serde_json::Value = serde_json::from_str(&self.body).unwrap_or_default();
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub async fn team(setup: Setup) -> Team {
+    let mock = MockUpstream::start_with_usage(UPSTREAM_KEY, setup.usage)
+        .await
+        .unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let sealer = Sealer::new(&MasterKey::generate());
+    let now = chrono::Utc::now();
+    let user = User {
+        id: new_id(),
+        email: format!("{}@example.com", new_id().to_lowercase()),
+        name: "Member".into(),
+        password_hash: String::new(),
+        is_system_admin: false,
+        created_at: now,
+    };
+    store.create_user(&user).await.unwrap();
+    let group = Group {
+        id: new_id(),
+        name: "carpool".into(),
+        enterprise_id: None,
+        department_id: None,
+        max_members: None,
+        limits: setup.group.clone(),
+        created_by: user.id.clone(),
+        created_at: now,
+    };
+    let owner = Membership {
+        group_id: group.id.clone(),
+        user_id: user.id.clone(),
+        role: GroupRole::Owner,
+        joined_at: now,
+    };
+    store.create_group(&group, &owner).await.unwrap();
+    let account_id = new_id();
+    let account = Account {
+        id: account_id.clone(),
+        name: "main".into(),
+        platform: Platform::ClaudeApi,
+        preset: None,
+        base_url: Some(mock.url.clone()),
+        owner: AccountOwner::Group(group.id.clone()),
+        models: vec![],
+        model_map: Default::default(),
+        priority: 10,
+        weight: 1,
+        max_concurrency: None,
+        proxy: None,
+        enabled: true,
+        credentials: sealer
+            .seal(
+                &account_id,
+                &Credentials {
+                    api_key: Some(UPSTREAM_KEY.into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+        created_at: now,
+        updated_at: now,
+    };
+    store.create_account(&account).await.unwrap();
+    store
+        .put_binding(&Binding {
+            group_id: group.id.clone(),
+            mode: BindingMode::Dedicated,
+            accounts: vec![BoundAccount {
+                account_id: account_id.clone(),
+                priority: None,
+                weight: None,
+                dedicated: true,
+            }],
+        })
+        .await
+        .unwrap();
+    let mut keys = Vec::new();
+    for (i, limits) in setup.keys.into_iter().enumerate() {
+        let member_key = MemberKey::generate(&group.id, &user.id);
+        let record = KeyRecord {
+            id: new_id(),
+            group_id: group.id.clone(),
+            user_id: user.id.clone(),
+            name: format!("key-{i}"),
+            key_hash: Some(member_key.hash()),
+            hint: member_key.hint(),
+            enabled: true,
+            expires_at: None,
+            services: Service::ALL.to_vec(),
+            models: vec![],
+            clients: vec![],
+            limits,
+            created_at: now,
+            updated_at: now,
+        };
+        store.create_key(&record).await.unwrap();
+        keys.push((member_key.expose(), record));
+    }
+    let limiter: Arc<dyn Limiter> = Arc::new(InMemoryLimiter::with_clock(
+        Arc::new(StoreBaseline(store.clone())),
+        setup.tz,
+        setup.clock,
+    ));
+    let config = GatewayConfig {
+        idle_timeout: Duration::from_secs(10),
+        drain_timeout: Duration::from_secs(10),
+        usage_writer: UsageWriterConfig {
+            flush_interval: Duration::from_millis(20),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut pricing = setup.pricing;
+    if let Some(m) = setup.account_multiplier {
+        let file = serde_json::json!({"accounts": {account_id.clone(): {"multiplier": m}}});
+        pricing.merge_json(&file.to_string()).unwrap();
+    }
+    let gateway = Gateway::builder(store.clone(), sealer)
+        .config(config)
+        .pricing(pricing)
+        .limiter(limiter.clone())
+        .build();
+    Team {
+        gateway,
+        store,
+        mock,
+        limiter,
+        group_id: group.id,
+        user_id: user.id,
+        account_id,
+        keys,
+    }
+}
+
+/// A Messages body of about `pad` bytes of prompt.
+pub fn body(max_tokens: u64, stream: bool, pad: usize) -> serde_json::Value {
+    serde_json::json!({
+        "model": MODEL,
+        "max_tokens": max_tokens,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "x".repeat(pad)}],
+    })
+}
+
+impl Team {
+    pub fn request(&self, key: usize, body: &serde_json::Value) -> http::Request<Bytes> {
+        http::Request::post("/v1/messages")
+            .header("x-api-key", &self.keys[key].0)
+            .header("anthropic-version", "2023-06-01")
+            .header("content-type", "application/json")
+            .body(Bytes::from(body.to_string()))
+            .unwrap()
+    }
+
+    /// Sends and reads the whole answer.
+    pub async fn send(&self, key: usize, body: &serde_json::Value) -> Reply {
+        let resp = self.gateway.handle(self.request(key, body)).await;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    /// Waits for open streams and the writer, then returns every record.
+    pub async fn records(&self) -> Vec<UsageRecord> {
+        self.gateway.shutdown().await;
+        self.store.usage_records()
+    }
+}
