@@ -54,7 +54,16 @@ impl Platform {
 
     /// Platforms whose accounts this build can create and call.
     pub fn is_supported(self) -> bool {
-        matches!(self, Platform::ClaudeApi | Platform::AnthropicCompatible)
+        // Gemini and OpenAI-compatible accounts serve the `/api/ai-proxy`
+        // paths (and translated chat requests).
+        matches!(
+            self,
+            Platform::ClaudeApi
+                | Platform::AnthropicCompatible
+                | Platform::ClaudeOauth
+                | Platform::Gemini
+                | Platform::OpenaiCompatible
+        )
     }
 }
 
@@ -115,6 +124,12 @@ pub struct Credentials {
     pub refresh_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// OAuth scopes the tokens were granted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// Whose subscription the OAuth tokens belong to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<crate::oauth::OAuthIdentity>,
 }
 
 impl fmt::Debug for Credentials {
@@ -125,6 +140,8 @@ impl fmt::Debug for Credentials {
             .field("access_token", &mark(&self.access_token))
             .field("refresh_token", &mark(&self.refresh_token))
             .field("expires_at", &self.expires_at)
+            .field("scopes", &self.scopes)
+            .field("identity", &self.identity.is_some())
             .finish()
     }
 }
@@ -179,6 +196,7 @@ impl Account {
             (Some(u), _, _) => u.as_str(),
             (None, Platform::ClaudeApi | Platform::ClaudeOauth, _) => ANTHROPIC_BASE_URL,
             (None, Platform::AnthropicCompatible, Some(p)) => p.default_base_url()?,
+            (None, Platform::Gemini, _) => crate::provider::gemini::GEMINI_BASE_URL,
             _ => return None,
         };
         Some(url.trim_end_matches('/').to_owned())

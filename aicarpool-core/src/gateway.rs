@@ -33,23 +33,42 @@ use moka::sync::Cache;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::account::{Account, Protocol};
+use crate::account::Account;
 use crate::key::{KeyHash, KeyRecord};
+use crate::limit::{InMemoryLimiter, Limiter, StoreBaseline};
+use crate::oauth::{
+    ClaudeOAuth, ClaudeOAuthConfig, TokenEndpoint, TokenManager, TokenManagerConfig,
+};
 use crate::pricing::Pricing;
-use crate::provider::anthropic::{AnthropicProvider, MessagesEndpoint, MessagesRequest};
-use crate::router::{PriorityRouter, Router};
+use crate::provider::anthropic::AnthropicProvider;
+use crate::provider::gemini::GeminiProvider;
+use crate::provider::openai::OpenAiProvider;
+use crate::router::{Router, SmartRouter};
 use crate::secret::Sealer;
 use crate::store::DynStore;
 use crate::usage::{UsageWriter, UsageWriterConfig};
 
+mod admission;
 mod auth;
+mod budget;
+mod dispatch;
 mod error;
+mod exchange;
+mod failover;
+mod gemini;
 mod messages;
+mod models;
+mod openai;
+mod paths;
+mod probe;
 mod relay;
 mod routes;
+mod routing;
 
 pub use error::GatewayError;
+pub use paths::AI_PROXY_PREFIX;
 use routes::RouteTable;
+pub use routing::{AccountHealthReport, LastErrorView, UnifiedWindowView, WindowView};
 
 /// Largest request body accepted (32 MiB); larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -67,6 +86,9 @@ pub struct BodyError(pub String);
 pub struct GatewayConfig {
     /// Accounts tried per request at most.
     pub max_attempts: usize,
+    /// How long a request may look for an account (the client's
+    /// `x-stainless-timeout` shortens it): no attempt starts after it.
+    pub request_deadline: Duration,
     /// TCP/TLS connect to an upstream.
     pub connect_timeout: Duration,
     /// From sending the request to the upstream's response headers.
@@ -92,6 +114,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             max_attempts: 3,
+            request_deadline: Duration::from_secs(600),
             connect_timeout: Duration::from_secs(10),
             first_byte_timeout: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(300),
@@ -130,7 +153,15 @@ struct Inner {
     router: Arc<dyn Router>,
     pricing: Arc<Pricing>,
     anthropic: AnthropicProvider,
+    gemini: GeminiProvider,
+    openai: OpenAiProvider,
+    /// Claude OAuth: endpoints and the token refresh coordinator.
+    oauth: ClaudeOAuth,
     usage: UsageWriter,
+    /// Member limits: the limiter and the group limits it is fed.
+    admission: admission::Admission,
+    /// Department and enterprise budget thresholds already recorded.
+    budget_events: budget::BudgetEvents,
     keys: Cache<KeyHash, Arc<KeyRecord>>,
     routes: Cache<String, Arc<RouteTable>>,
     /// Bumped by every invalidation, so a lookup that raced a write does
@@ -153,6 +184,9 @@ pub struct GatewayBuilder {
     pricing: Arc<Pricing>,
     config: GatewayConfig,
     http: Option<reqwest::Client>,
+    limiter: Option<Arc<dyn Limiter>>,
+    claude_oauth: ClaudeOAuthConfig,
+    token_refresh: TokenManagerConfig,
 }
 
 impl GatewayBuilder {
@@ -163,6 +197,13 @@ impl GatewayBuilder {
 
     pub fn pricing(mut self, pricing: Pricing) -> Self {
         self.pricing = Arc::new(pricing);
+        self
+    }
+
+    /// The limiter of member limits (default: in memory, calendar windows
+    /// in UTC, counters rebuilt from the store's usage records).
+    pub fn limiter(mut self, limiter: Arc<dyn Limiter>) -> Self {
+        self.limiter = Some(limiter);
         self
     }
 
@@ -178,6 +219,18 @@ impl GatewayBuilder {
         self
     }
 
+    /// Where Claude's OAuth endpoints are (default: Claude's own).
+    pub fn claude_oauth(mut self, config: ClaudeOAuthConfig) -> Self {
+        self.claude_oauth = config;
+        self
+    }
+
+    /// When OAuth tokens are refreshed (default: 5 minutes ahead).
+    pub fn token_refresh(mut self, config: TokenManagerConfig) -> Self {
+        self.token_refresh = config;
+        self
+    }
+
     /// Builds the gateway; starts the usage writer on the current runtime.
     pub fn build(self) -> Gateway {
         let config = self.config;
@@ -189,11 +242,31 @@ impl GatewayBuilder {
                 .build()
                 .unwrap_or_default()
         });
+        let clients = Arc::new(crate::provider::proxy::HttpClients::new(
+            http,
+            config.connect_timeout,
+        ));
+        let oauth_config = Arc::new(self.claude_oauth);
+        let tokens = Arc::new(TokenManager::new(
+            Arc::new(crate::store::StoreCredentials(self.store.clone())),
+            self.sealer.clone(),
+            TokenEndpoint::new(oauth_config.clone(), clients.clone()),
+            self.router.clone(),
+            self.token_refresh,
+        ));
         let usage_store: Arc<dyn crate::store::UsageStore> =
             Arc::new(StoreHandle(self.store.clone()));
+        let limiter = self.limiter.unwrap_or_else(|| {
+            Arc::new(InMemoryLimiter::new(
+                Arc::new(StoreBaseline(self.store.clone())),
+                chrono_tz::Tz::UTC,
+            ))
+        });
         Gateway {
             inner: Arc::new(Inner {
                 usage: UsageWriter::spawn(usage_store, config.usage_writer),
+                admission: admission::Admission::new(limiter, config.route_cache_ttl),
+                budget_events: budget::BudgetEvents::default(),
                 keys: Cache::builder()
                     .max_capacity(100_000)
                     .time_to_live(config.key_cache_ttl)
@@ -206,7 +279,11 @@ impl GatewayBuilder {
                 sealer: self.sealer,
                 router: self.router,
                 pricing: self.pricing,
-                anthropic: AnthropicProvider::new(http),
+                anthropic: AnthropicProvider::with_clients(clients.clone())
+                    .with_oauth(tokens.clone()),
+                gemini: GeminiProvider::new(clients.clone()),
+                openai: OpenAiProvider::new(clients.clone()),
+                oauth: ClaudeOAuth::new(oauth_config, clients, tokens),
                 cache_generation: AtomicU64::new(0),
                 in_flight: Mutex::default(),
                 streams: TaskTracker::new(),
@@ -239,7 +316,7 @@ impl crate::store::UsageStore for StoreHandle {
 }
 
 impl Gateway {
-    /// A gateway with the simple priority router and embedded prices.
+    /// A gateway with the [`SmartRouter`] and embedded prices.
     pub fn new(store: DynStore, sealer: Sealer) -> Self {
         Self::builder(store, sealer).build()
     }
@@ -248,33 +325,43 @@ impl Gateway {
         GatewayBuilder {
             store,
             sealer,
-            router: Arc::new(PriorityRouter),
+            router: Arc::new(SmartRouter::new()),
             pricing: Arc::new(Pricing::embedded()),
             config: GatewayConfig::default(),
             http: None,
+            limiter: None,
+            claude_oauth: ClaudeOAuthConfig::default(),
+            token_refresh: TokenManagerConfig::default(),
         }
     }
 
-    /// Serves one data-plane request.
+    /// Serves one data-plane request: Anthropic `…/messages`, and under
+    /// [`AI_PROXY_PREFIX`] the Gemini and OpenAI APIs. Errors are written
+    /// in the protocol of the path.
     pub async fn handle(&self, req: http::Request<Bytes>) -> http::Response<GatewayBody> {
+        use paths::DataRoute;
         let started = Instant::now();
-        let path = req.uri().path();
-        let endpoint = if path.ends_with("/messages/count_tokens") {
-            MessagesEndpoint::CountTokens
-        } else if path.ends_with("/messages") {
-            MessagesEndpoint::Messages
-        } else {
-            return GatewayError::NotFound(format!("no data-plane route for {path}"))
-                .into_response(Protocol::Anthropic);
+        let protocol = paths::protocol_of(req.uri().path());
+        let route = match paths::route(req.method(), req.uri().path()) {
+            Ok(r) => r,
+            Err(no) => return paths::refusal(no, protocol),
         };
-        messages::serve(&self.inner, endpoint, req, started)
-            .await
-            .unwrap_or_else(|e| e.into_response(Protocol::Anthropic))
+        let inner = &self.inner;
+        let served = match route {
+            DataRoute::Messages(endpoint) => messages::serve(inner, endpoint, req, started).await,
+            DataRoute::Gemini(call) => gemini::serve(inner, call, req, started).await,
+            DataRoute::Chat => openai::serve_chat(inner, req, started).await,
+            DataRoute::Responses => openai::serve_responses(inner, req, started).await,
+            DataRoute::ResponsesSocket => return openai::refuse_socket(),
+            DataRoute::Models => models::serve(inner, &req, None).await,
+            DataRoute::Model(id) => models::serve(inner, &req, Some(&id)).await,
+        };
+        served.unwrap_or_else(|e| e.into_response(protocol))
     }
 
     /// The 413 answer for a body over [`MAX_BODY_BYTES`], in the protocol of `uri`.
-    pub fn body_too_large(&self, _uri: &http::Uri) -> http::Response<GatewayBody> {
-        GatewayError::TooLarge.into_response(Protocol::Anthropic)
+    pub fn body_too_large(&self, uri: &http::Uri) -> http::Response<GatewayBody> {
+        GatewayError::TooLarge.into_response(paths::protocol_of(uri.path()))
     }
 
     /// Forgets a cached key so the next request sees the store.
@@ -287,6 +374,23 @@ impl Gateway {
     pub fn invalidate_group(&self, group_id: &str) {
         self.inner.cache_generation.fetch_add(1, Ordering::AcqRel);
         self.inner.routes.invalidate(group_id);
+        self.inner.admission.forget_group(group_id);
+    }
+
+    /// Claude OAuth: the configured endpoints, code exchange and the
+    /// refresh coordinator.
+    pub fn claude_oauth(&self) -> &ClaudeOAuth {
+        &self.inner.oauth
+    }
+
+    /// The prices usage is charged at.
+    pub fn pricing(&self) -> &Pricing {
+        &self.inner.pricing
+    }
+
+    /// The limiter enforcing member limits (for reports of current use).
+    pub fn limiter(&self) -> &Arc<dyn Limiter> {
+        self.inner.admission.limiter()
     }
 
     /// Forgets every cached routing table (an account changed).
@@ -308,19 +412,7 @@ impl Gateway {
             Ok(r) => Arc::new(r),
             Err(e) => return report(None, Some(e.to_string())),
         };
-        let body = serde_json::json!({
-            "model": crate::provider::anthropic::probe_model(account),
-            "max_tokens": 1,
-            "messages": [{"role": "user", "content": "ping"}],
-        });
-        let req = MessagesRequest {
-            account: routable,
-            endpoint: MessagesEndpoint::Messages,
-            query: None,
-            client_headers: http::HeaderMap::new(),
-            body: Bytes::from(body.to_string()),
-        };
-        let call = tower::ServiceExt::oneshot(self.inner.anthropic.clone(), req);
+        let call = probe::call(&self.inner, routable);
         match tokio::time::timeout(Duration::from_secs(30), call).await {
             Err(_) => report(None, Some("the upstream did not answer in 30 s".into())),
             Ok(Err(e)) => report(None, Some(e.to_string())),

@@ -30,10 +30,13 @@
 
 pub mod account;
 pub mod binding;
+pub mod enterprise;
 pub mod gateway;
 pub mod id;
 pub mod key;
+pub mod limit;
 pub mod limits;
+pub mod oauth;
 pub mod org;
 pub mod pricing;
 pub mod provider;
@@ -41,6 +44,7 @@ pub mod router;
 pub mod secret;
 pub mod store;
 pub mod stream;
+pub mod translate;
 pub mod usage;
 
 #[cfg(feature = "testing")]

@@ -1,7 +1,7 @@
 //! The shape of limits on a key or a group (`limits` in the API).
 //!
-//! Zero or absent means "no limit". Enforcement lives in the limiter; this
-//! module only describes what was configured.
+//! Zero or absent means "no limit". Enforcement lives in
+//! [`crate::limit`]; this module only describes what was configured.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,11 +24,36 @@ pub struct KeyLimits {
     pub concurrency: u32,
     pub tokens: WindowAmounts<u64>,
     pub cost_usd: WindowAmounts<f64>,
+    /// Group limits only: what each member may use across all their keys
+    /// in the group (the group's own fields cap the group as a whole).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_member: Option<Box<KeyLimits>>,
 }
 
 impl KeyLimits {
-    /// Checks the values are within range: no negative or non-finite money.
+    /// Checks a key's limits: money in range, no `perMember`.
     pub fn validate(&self) -> Result<(), String> {
+        if self.per_member.is_some() {
+            return Err("limits.perMember applies to group limits only".into());
+        }
+        self.validate_amounts("limits")
+    }
+
+    /// Checks a group's limits, including `perMember` (one level deep).
+    pub fn validate_group(&self) -> Result<(), String> {
+        self.validate_amounts("limits")?;
+        if let Some(member) = &self.per_member {
+            if member.per_member.is_some() {
+                return Err("limits.perMember.perMember is not allowed".into());
+            }
+            member.validate_amounts("limits.perMember")?;
+        }
+        Ok(())
+    }
+
+    /// No negative or non-finite money, and no amount too large to count
+    /// in integer micro-USD.
+    fn validate_amounts(&self, path: &str) -> Result<(), String> {
         let c = &self.cost_usd;
         for (name, v) in [
             ("daily", c.daily),
@@ -36,10 +61,76 @@ impl KeyLimits {
             ("monthly", c.monthly),
             ("total", c.total),
         ] {
-            if !v.is_finite() || v < 0.0 {
-                return Err(format!("limits.costUsd.{name} must be a number ≥ 0"));
+            if !v.is_finite() || !(0.0..=MAX_COST_USD).contains(&v) {
+                return Err(format!(
+                    "{path}.costUsd.{name} must be a number between 0 and {MAX_COST_USD}"
+                ));
             }
         }
         Ok(())
+    }
+
+    /// Whether any limit is set (a zero everywhere means "unlimited").
+    pub fn is_unlimited(&self) -> bool {
+        let t = &self.tokens;
+        let c = &self.cost_usd;
+        self.requests_per_minute == 0
+            && self.tokens_per_minute == 0
+            && self.concurrency == 0
+            && [t.daily, t.weekly, t.monthly, t.total] == [0; 4]
+            && [c.daily, c.weekly, c.monthly, c.total] == [0.0; 4]
+    }
+
+    /// A cost amount in micro-USD (what the limiter compares against).
+    pub fn micro_usd(usd: f64) -> i64 {
+        // `validate` keeps amounts far below i64::MAX micro-USD.
+        (usd * 1_000_000.0).round() as i64
+    }
+}
+
+/// Largest cost limit accepted, in USD (a billion dollars).
+pub const MAX_COST_USD: f64 = 1e9;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_member_only_on_groups() {
+        let mut l = KeyLimits {
+            per_member: Some(Box::default()),
+            ..Default::default()
+        };
+        assert!(l.validate().is_err());
+        assert!(l.validate_group().is_ok());
+        l.per_member = Some(Box::new(KeyLimits {
+            per_member: Some(Box::default()),
+            ..Default::default()
+        }));
+        assert!(l.validate_group().is_err());
+    }
+
+    #[test]
+    fn json_shape_is_unchanged_without_per_member() {
+        let v = serde_json::to_value(KeyLimits::default()).unwrap_or_default();
+        assert!(v.get("perMember").is_none());
+        let l: KeyLimits =
+            serde_json::from_str(r#"{"perMember":{"costUsd":{"daily":2}}}"#).unwrap_or_default();
+        assert_eq!(l.per_member.map(|m| m.cost_usd.daily), Some(2.0));
+    }
+
+    #[test]
+    fn money_bounds() {
+        let mut l = KeyLimits::default();
+        l.cost_usd.monthly = -1.0;
+        assert!(l.validate().is_err());
+        l.cost_usd.monthly = f64::INFINITY;
+        assert!(l.validate().is_err());
+        l.cost_usd.monthly = 2e9;
+        assert!(l.validate().is_err());
+        l.cost_usd.monthly = 50.0;
+        assert!(l.validate().is_ok());
+        assert!(!l.is_unlimited());
+        assert_eq!(KeyLimits::micro_usd(0.1 + 0.2), 300_000);
     }
 }

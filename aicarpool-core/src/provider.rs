@@ -7,6 +7,11 @@ use std::time::Duration;
 use http::header::{self, HeaderMap, HeaderName};
 
 pub mod anthropic;
+pub mod gemini;
+pub mod openai;
+pub mod proxy;
+#[cfg(test)]
+mod test_support;
 
 /// A failure to get a response from the upstream at all.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +26,9 @@ pub enum ProviderError {
     NoCredentials,
     #[error("the account's base URL is invalid: {0}")]
     BadUrl(String),
+    /// An OAuth account's access token could not be had (refresh failed).
+    #[error("the account's OAuth token is unusable: {0}")]
+    OAuth(String),
 }
 
 impl ProviderError {
@@ -42,6 +50,21 @@ impl ProviderError {
             ProviderError::Request(msg)
         }
     }
+}
+
+/// Sends a JSON body upstream (the Gemini and OpenAI providers).
+pub(crate) async fn post_json(
+    http: &reqwest::Client,
+    url: String,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Result<reqwest::Response, ProviderError> {
+    http.post(url)
+        .headers(headers)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| ProviderError::from_reqwest(&e))
 }
 
 /// How an upstream answer is treated.
@@ -67,7 +90,8 @@ impl ResponseClass {
             200..=299 => ResponseClass::Success,
             429 => ResponseClass::RateLimited,
             529 => ResponseClass::Overloaded,
-            401 | 403 => ResponseClass::CredentialsRejected,
+            // 407: the account's proxy refused its credentials.
+            401 | 403 | 407 => ResponseClass::CredentialsRejected,
             500..=599 => ResponseClass::ServerError,
             _ => ResponseClass::ClientError,
         }

@@ -15,10 +15,14 @@ use crate::account::Account;
 use crate::binding::Binding;
 use crate::key::{KeyHash, KeyRecord};
 use crate::org::{Group, GroupRole, Invitation, Membership, Session, User};
-use crate::usage::{UsageQuery, UsageRecord, UsageReport};
+use crate::usage::{UsageQuery, UsageRecord, UsageReport, UsageScope, UsageTotals};
 
+mod credentials;
+mod enterprise;
 mod memory;
 
+pub use credentials::{CredentialStore, StoreCredentials};
+pub use enterprise::{AuditStore, EnterpriseStore};
 pub use memory::MemoryStore;
 
 /// Errors a store reports.
@@ -133,6 +137,28 @@ pub trait UsageStore: Send + Sync {
     /// skipped, so a retried batch is not counted twice.
     async fn insert_usage(&self, records: &[UsageRecord]) -> StoreResult<()>;
     async fn usage_report(&self, query: &UsageQuery) -> StoreResult<UsageReport>;
+
+    /// The sums of `scope`'s records at or after each instant of `since`,
+    /// in order: what rebuilding limit counters after a restart needs
+    /// (day, week, month and total in one call). Backends that can should
+    /// answer in one query; this default asks one report per instant.
+    async fn usage_since(
+        &self,
+        scope: &UsageScope,
+        since: &[DateTime<Utc>],
+    ) -> StoreResult<Vec<UsageTotals>> {
+        let mut out = Vec::with_capacity(since.len());
+        for from in since {
+            let query = UsageQuery {
+                scope: scope.clone(),
+                from: Some(*from),
+                to: None,
+                group_by: None,
+            };
+            out.push(self.usage_report(&query).await?.totals);
+        }
+        Ok(out)
+    }
 }
 
 /// Liveness of the backend, for `/readyz`.
@@ -143,7 +169,16 @@ pub trait HealthCheck: Send + Sync {
 
 /// Everything a server keeps, in one backend.
 pub trait Store:
-    UserStore + GroupStore + AccountStore + KeyStore + UsageStore + HealthCheck + std::fmt::Debug
+    UserStore
+    + GroupStore
+    + AccountStore
+    + KeyStore
+    + UsageStore
+    + EnterpriseStore
+    + AuditStore
+    + CredentialStore
+    + HealthCheck
+    + std::fmt::Debug
 {
 }
 
@@ -153,6 +188,9 @@ impl<T> Store for T where
         + AccountStore
         + KeyStore
         + UsageStore
+        + EnterpriseStore
+        + AuditStore
+        + CredentialStore
         + HealthCheck
         + std::fmt::Debug
 {

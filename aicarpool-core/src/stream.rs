@@ -6,6 +6,10 @@
 //! cares about, so large content deltas cost a line scan and nothing more.
 
 pub mod anthropic;
+pub mod frames;
+pub mod gemini;
+pub mod openai;
+pub mod tap;
 
 /// Longest event data kept for inspection; longer ones are skipped.
 const MAX_EVENT_DATA: usize = 1 << 20;

@@ -95,6 +95,17 @@ pub enum UsageScope {
     User(String),
     Group(String),
     Account(String),
+    /// One member's keys in one group (what a member limit counts).
+    Member {
+        group_id: String,
+        user_id: String,
+    },
+    /// The groups of a department and of every department below it, as
+    /// they are placed now. Stores resolve it against the organization.
+    Department(String),
+    /// Every group of an enterprise. Stores resolve it against the
+    /// organization.
+    Enterprise(String),
 }
 
 /// How report rows are bucketed.
@@ -169,15 +180,26 @@ pub struct UsageReport {
 }
 
 impl UsageQuery {
-    /// Whether `r` falls in this query's scope and time range.
+    /// Whether `r` falls in this query's scope and time range. Department
+    /// and enterprise scopes need the organization: a record alone never
+    /// matches them (see [`UsageQuery::aggregate_where`]).
     pub fn matches(&self, r: &UsageRecord) -> bool {
         let in_scope = match &self.scope {
+            UsageScope::Department(_) | UsageScope::Enterprise(_) => false,
             UsageScope::Key(id) => &r.key_id == id,
             UsageScope::User(id) => &r.user_id == id,
             UsageScope::Group(id) => &r.group_id == id,
             UsageScope::Account(id) => r.account_id.as_deref() == Some(id.as_str()),
+            UsageScope::Member { group_id, user_id } => {
+                &r.group_id == group_id && &r.user_id == user_id
+            }
         };
-        in_scope && self.from.is_none_or(|f| r.at >= f) && self.to.is_none_or(|t| r.at < t)
+        in_scope && self.in_range(r)
+    }
+
+    /// Whether `r` falls in this query's time range.
+    pub fn in_range(&self, r: &UsageRecord) -> bool {
+        self.from.is_none_or(|f| r.at >= f) && self.to.is_none_or(|t| r.at < t)
     }
 
     /// The bucket `r` lands in under this query's `group_by`.
@@ -195,9 +217,23 @@ impl UsageQuery {
 
     /// Builds a report from records, for backends that aggregate in Rust.
     pub fn aggregate<'a>(&self, records: impl IntoIterator<Item = &'a UsageRecord>) -> UsageReport {
+        self.aggregate_where(records, |r| self.matches(r))
+    }
+
+    /// Like [`UsageQuery::aggregate`], with the scope decided by `in_scope`
+    /// (a backend that resolved a department or an enterprise to its
+    /// groups); the time range still applies.
+    pub fn aggregate_where<'a>(
+        &self,
+        records: impl IntoIterator<Item = &'a UsageRecord>,
+        in_scope: impl Fn(&UsageRecord) -> bool,
+    ) -> UsageReport {
         let mut rows = std::collections::BTreeMap::<String, UsageTotals>::new();
         let mut totals = UsageTotals::default();
-        for r in records.into_iter().filter(|r| self.matches(r)) {
+        for r in records
+            .into_iter()
+            .filter(|r| in_scope(r) && self.in_range(r))
+        {
             totals.add(r);
             if self.group_by.is_some() {
                 rows.entry(self.bucket(r)).or_default().add(r);

@@ -2,8 +2,9 @@
 //! upstream accounts, bindings, member keys and usage.
 //!
 //! Every handler authenticates through [`caller::Caller`] and checks the
-//! caller's role on the group through [`caller::require_group_role`];
-//! answers are built in [`views`], which has no field for any secret.
+//! caller's role through the one permission check, [`caller::authorize`]
+//! (`require_group_role` is its group form); answers are built in
+//! [`views`], which has no field for any secret.
 
 use axum::routing::{get, post, put};
 use axum::Router;
@@ -11,13 +12,20 @@ use axum::Router;
 use crate::state::AppState;
 
 pub mod accounts;
+pub mod audit;
 pub mod auth;
 pub mod binding;
 pub mod caller;
+pub mod departments;
+pub mod enterprises;
+pub mod events;
 pub mod groups;
 pub mod input;
 pub mod invitations;
 pub mod keys;
+pub mod oauth;
+pub mod openapi;
+pub mod routing;
 pub mod usage;
 pub mod views;
 
@@ -52,6 +60,9 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/accounts/{id}/test", post(accounts::test))
         .route("/api/accounts/{id}/health", get(accounts::health))
+        .route("/api/oauth/claude/start", post(oauth::start))
+        .route("/api/oauth/claude/finish", post(oauth::finish))
+        .route("/api/groups/{id}/routing", get(routing::routing))
         .route(
             "/api/groups/{id}/binding",
             put(binding::put).get(binding::get),
@@ -63,6 +74,48 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/keys/{id}/rotate", post(keys::rotate))
         .route("/api/usage", get(usage::report))
+        .route("/api/usage/export.csv", get(usage::export_csv))
+        .route(
+            "/api/enterprises",
+            post(enterprises::create).get(enterprises::list),
+        )
+        .route(
+            "/api/enterprises/{id}",
+            get(enterprises::get)
+                .patch(enterprises::patch)
+                .delete(enterprises::delete),
+        )
+        .route(
+            "/api/enterprises/{id}/members",
+            get(enterprises::members).post(enterprises::add_member),
+        )
+        .route(
+            "/api/enterprises/{id}/members/{user_id}",
+            axum::routing::patch(enterprises::patch_member).delete(enterprises::remove_member),
+        )
+        .route(
+            "/api/enterprises/{id}/departments",
+            post(departments::create).get(departments::tree),
+        )
+        .route(
+            "/api/enterprises/{id}/accounts",
+            post(enterprises::create_account).get(enterprises::list_accounts),
+        )
+        .route("/api/enterprises/{id}/events", get(events::list))
+        .route(
+            "/api/departments/{id}",
+            get(departments::get)
+                .patch(departments::patch)
+                .delete(departments::delete),
+        )
+        .route("/api/departments/{id}/admins", post(departments::add_admin))
+        .route(
+            "/api/departments/{id}/admins/{user_id}",
+            axum::routing::delete(departments::remove_admin),
+        )
+        .route("/api/audit", get(audit::list))
+        .route("/api/openapi.json", get(openapi::document))
+        .route("/invite/{token}", get(invitations::page))
 }
 
 /// Creates the configured system administrator on an empty database, and

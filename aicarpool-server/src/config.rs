@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use clap::Args;
 
+mod claude_oauth;
+
+pub use claude_oauth::ClaudeOAuthArgs;
+
 /// Everything `aicarpool serve` can be told.
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
@@ -58,6 +62,34 @@ pub struct ServeConfig {
     /// How long open streams may run on after a shutdown signal, in seconds.
     #[arg(long, env = "AICARPOOL_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+
+    /// Time zone of daily, weekly and monthly limits and of bare dates in
+    /// usage queries (IANA name, e.g. `Europe/Berlin`).
+    #[arg(long, env = "AICARPOOL_TIMEZONE", default_value = "UTC", value_parser = parse_time_zone)]
+    pub timezone: chrono_tz::Tz,
+
+    /// A price file laid over the embedded prices (same JSON format; may
+    /// give accounts a multiplier or a table of their own).
+    #[arg(long, env = "AICARPOOL_PRICES")]
+    pub prices: Option<PathBuf>,
+
+    /// SMTP server for invitation mail: `smtp://host:port` (plain),
+    /// `smtp://user:pass@host:587?tls=required` or `smtps://user:pass@host`.
+    /// Without it, invitation links are only returned by the API.
+    #[arg(long, env = "AICARPOOL_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// Sender of invitation mail (`Name <address>` or `address`).
+    #[arg(
+        long,
+        env = "AICARPOOL_MAIL_FROM",
+        default_value = "AiCarpool <noreply@aicarpool.invalid>"
+    )]
+    pub mail_from: String,
+
+    /// Claude OAuth endpoints (`AICARPOOL_CLAUDE_OAUTH_*`).
+    #[command(flatten)]
+    pub claude_oauth: ClaudeOAuthArgs,
 }
 
 impl ServeConfig {
@@ -91,6 +123,17 @@ impl ServeConfig {
             master_key_file: None,
             session_ttl_hours: 24,
             shutdown_grace_secs: 5,
+            timezone: chrono_tz::Tz::UTC,
+            prices: None,
+            smtp_url: None,
+            mail_from: "AiCarpool <noreply@aicarpool.invalid>".into(),
+            claude_oauth: ClaudeOAuthArgs::default(),
         }
     }
+}
+
+/// An IANA time zone name.
+fn parse_time_zone(s: &str) -> Result<chrono_tz::Tz, String> {
+    s.parse()
+        .map_err(|_| format!("`{s}` is not an IANA time zone name such as `Europe/Berlin`"))
 }

@@ -1,11 +1,11 @@
 //! Data-plane routes: what CLIs and SDKs call. Each route hands the request
 //! to the core [`Gateway`](aicarpool_core::gateway::Gateway).
 
-use aicarpool_core::gateway::MAX_BODY_BYTES;
+use aicarpool_core::gateway::{AI_PROXY_PREFIX, MAX_BODY_BYTES};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
-use axum::routing::post;
+use axum::routing::{any, post};
 use axum::Router;
 
 use crate::state::AppState;
@@ -23,7 +23,11 @@ pub fn routes() -> Router<AppState> {
             .route(&format!("{prefix}/messages"), post(forward))
             .route(&format!("{prefix}/messages/count_tokens"), post(forward));
     }
-    router
+    // Gemini (`/{v1beta|v1}/models/{model}:{method}`) and OpenAI
+    // (`/v1/chat/completions`, `/v1/responses`, `/v1/models`, `/chat`): the
+    // gateway routes inside, answering unknown paths and methods — and a
+    // WebSocket attempt on `/v1/responses` — in the path's protocol.
+    router.route(&format!("{AI_PROXY_PREFIX}/{{*rest}}"), any(forward))
 }
 
 async fn forward(State(state): State<AppState>, req: Request) -> Response {

@@ -9,10 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aicarpool_core::gateway::Gateway;
+use aicarpool_core::limit::{InMemoryLimiter, StoreBaseline};
+use aicarpool_core::pricing::Pricing;
 use aicarpool_core::secret::{MasterKey, Sealer};
 use aicarpool_core::store::DynStore;
 use aicarpool_store::SqliteStore;
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use axum::Router;
 use tower_http::trace::TraceLayer;
 
@@ -20,6 +23,7 @@ pub mod api;
 pub mod config;
 pub mod dataplane;
 pub mod error;
+pub mod mail;
 pub mod ops;
 pub mod state;
 
@@ -36,12 +40,34 @@ pub async fn build_state(config: ServeConfig) -> anyhow::Result<AppState> {
     );
     let master_key = load_master_key(&config)?;
     let sealer = Sealer::new(&master_key);
-    let gateway = Gateway::new(store.clone(), sealer.clone());
+    let pricing = match &config.prices {
+        Some(path) => Pricing::embedded_with_file(path).context("AICARPOOL_PRICES")?,
+        None => Pricing::embedded(),
+    };
+    // Counters of member limits are rebuilt from the usage records, so a
+    // restart resets nobody's spend.
+    let limiter = InMemoryLimiter::new(Arc::new(StoreBaseline(store.clone())), config.timezone);
+    let gateway = Gateway::builder(store.clone(), sealer.clone())
+        .pricing(pricing)
+        .limiter(Arc::new(limiter))
+        .claude_oauth(config.claude_oauth.config())
+        .token_refresh(config.claude_oauth.token_refresh())
+        .build();
+    let mailer = config
+        .smtp_url
+        .as_deref()
+        .map(|url| mail::Mailer::new(url, &config.mail_from))
+        .transpose()?;
+    let oauth_logins = Arc::new(api::oauth::Logins::new(
+        config.claude_oauth.config().login_ttl,
+    ));
     let state = AppState {
+        oauth_logins,
         store,
         sealer,
         gateway,
         config: Arc::new(config),
+        mailer,
     };
     api::bootstrap(&state).await?;
     Ok(state)
@@ -69,6 +95,11 @@ pub async fn serve(
     let grace = state.config.shutdown_grace();
     let gateway = state.gateway.clone();
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    // Without TCP_NODELAY each small SSE event can wait ~40 ms for the
+    // client's delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections, finishing open requests");
@@ -96,6 +127,8 @@ fn loggable_path(uri: &http::Uri) -> &str {
     let path = uri.path();
     if path.starts_with("/api/invitations/") {
         "/api/invitations/…"
+    } else if path.starts_with("/invite/") {
+        "/invite/…"
     } else {
         path
     }
@@ -181,6 +214,8 @@ mod tests {
         assert_eq!(loggable_path(&uri), "/v1beta/models/m:generateContent");
         let uri: http::Uri = "/api/invitations/SECRETTOKEN/accept".parse().unwrap();
         assert_eq!(loggable_path(&uri), "/api/invitations/…");
+        let uri: http::Uri = "/invite/SECRETTOKEN".parse().unwrap();
+        assert_eq!(loggable_path(&uri), "/invite/…");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use aicarpool_core::secret::Sealer;
 use aicarpool_core::store::DynStore;
 
 use crate::config::ServeConfig;
+use crate::mail::Mailer;
 
 /// Cheap to clone: everything inside is shared.
 #[derive(Debug, Clone)]
@@ -15,4 +16,8 @@ pub struct AppState {
     pub sealer: Sealer,
     pub gateway: Gateway,
     pub config: Arc<ServeConfig>,
+    /// Sends invitation mail; `None` without `AICARPOOL_SMTP_URL`.
+    pub mailer: Option<Mailer>,
+    /// Claude sign-ins started and not yet finished.
+    pub oauth_logins: Arc<crate::api::oauth::Logins>,
 }

@@ -10,7 +10,10 @@ use sqlx::sqlite::{
 };
 
 mod accounts;
+mod audit;
 mod codec;
+mod credentials;
+mod enterprise;
 mod groups;
 mod keys;
 mod usage;

@@ -8,9 +8,24 @@
 //!   overload (529), fail (5xx), send an `error` event mid-stream, drop the
 //!   connection mid-stream, or hold a stream open until released;
 //! - [`fixtures`], requests captured from released clients (Claude Code,
-//!   the Python SDK), to use as real request bodies and headers.
+//!   the Python SDK), to use as real request bodies and headers;
+//! - [`MockGemini`] and [`MockOpenAi`], Gemini and OpenAI-compatible
+//!   upstreams on the same terms (real wire formats, SSE, errors,
+//!   scripted [`Behavior`]s);
+//! - [`oauth::MockOAuth`], a Claude OAuth token endpoint (PKCE checked,
+//!   single-use codes, rotating refresh tokens);
+//! - [`proxy`], loopback HTTP and SOCKS5 proxies that record their traffic.
 
 pub mod fixtures;
 pub mod mock;
+pub mod mock_gemini;
+pub mod mock_openai;
+pub mod oauth;
+pub mod proxy;
+pub mod upstream;
 
-pub use mock::{Behavior, MockUpstream};
+pub use mock::{Behavior, MockUpstream, MockUsage};
+pub use mock_gemini::{MockGemini, GEMINI_ANSWER};
+pub use mock_openai::{MockOpenAi, OPENAI_ANSWER};
+pub use oauth::MockOAuth;
+pub use proxy::{HttpProxy, Socks5Proxy};

@@ -16,6 +16,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 use axum::Router;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
@@ -47,6 +48,12 @@ pub enum Behavior {
     Gated,
     /// Streams every event after a pause.
     Slow(Duration),
+    /// A normal answer with these response headers added, e.g.
+    /// `anthropic-ratelimit-unified-5h-status: allowed_warning`.
+    AnswerWithHeaders(Vec<(String, String)>),
+    /// Answers with a call of tool `name` with `arguments` (every mock
+    /// speaks its own protocol's tool call).
+    ToolCall { name: String, arguments: Value },
 }
 
 /// Token counts the mock reports for every answer.
@@ -83,6 +90,8 @@ pub struct ReceivedRequest {
 #[derive(Debug)]
 struct MockState {
     api_key: String,
+    /// More keys or OAuth access tokens accepted (see `accept_key`).
+    extra_keys: Mutex<Vec<String>>,
     script: Mutex<VecDeque<Behavior>>,
     received: Mutex<Vec<ReceivedRequest>>,
     gate: Notify,
@@ -117,18 +126,38 @@ impl MockUpstream {
 
     /// Starts a mock on `addr`.
     pub async fn start_on(addr: SocketAddr, api_key: &str) -> std::io::Result<Self> {
+        Self::start_with(addr, api_key, MockUsage::default()).await
+    }
+
+    /// Starts a mock on 127.0.0.1 port 0 that reports `usage` for every
+    /// answer (for exact cost checks).
+    pub async fn start_with_usage(api_key: &str, usage: MockUsage) -> std::io::Result<Self> {
+        let addr = "127.0.0.1:0".parse().map_err(std::io::Error::other)?;
+        Self::start_with(addr, api_key, usage).await
+    }
+
+    async fn start_with(
+        addr: SocketAddr,
+        api_key: &str,
+        usage: MockUsage,
+    ) -> std::io::Result<Self> {
         let state = Arc::new(MockState {
             api_key: api_key.to_owned(),
+            extra_keys: Mutex::default(),
             script: Mutex::default(),
             received: Mutex::default(),
             gate: Notify::new(),
-            usage: MockUsage::default(),
+            usage,
             completed_streams: AtomicUsize::new(0),
         });
         let app = Router::new().fallback(handle).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         tokio::spawn(async move {
+            // Streams must not wait for delayed ACKs (Nagle).
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let _ = axum::serve(listener, app).await;
         });
         Ok(Self {
@@ -148,6 +177,16 @@ impl MockUpstream {
     pub fn release(&self) {
         self.state.gate.notify_waiters();
         self.state.gate.notify_one();
+    }
+
+    /// Accepts `key` too (e.g. an access token a mock OAuth server issued).
+    pub fn accept_key(&self, key: &str) {
+        lock(&self.state.extra_keys).push(key.to_owned());
+    }
+
+    /// Stops accepting a key given to [`Self::accept_key`] (a revoked token).
+    pub fn revoke_key(&self, key: &str) {
+        lock(&self.state.extra_keys).retain(|k| k != key);
     }
 
     /// Every request received so far.
@@ -205,7 +244,10 @@ async fn handle(State(state): State<Arc<MockState>>, req: Request) -> Response {
         headers: parts.headers.clone(),
         body: body.clone(),
     });
-    if !authorized(&parts.headers, &state.api_key) {
+    let accepted = lock(&state.extra_keys).clone();
+    if !authorized(&parts.headers, &state.api_key)
+        && !accepted.iter().any(|k| authorized(&parts.headers, k))
+    {
         return error_response(401, "authentication_error", "invalid x-api-key");
     }
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
@@ -246,6 +288,29 @@ async fn handle(State(state): State<Arc<MockState>>, req: Request) -> Response {
         Behavior::Overloaded => error_response(529, "overloaded_error", "Overloaded"),
         Behavior::ServerError => error_response(500, "api_error", "Internal server error"),
         Behavior::Error { status, kind } => error_response(status, &kind, "mock error"),
+        Behavior::AnswerWithHeaders(extra) => {
+            let mut resp = if request["stream"] == true {
+                stream_answer(state, model, Behavior::Answer)
+            } else {
+                json_answer(&state, &model)
+            };
+            for (name, value) in extra {
+                if let (Ok(n), Ok(v)) = (
+                    axum::http::HeaderName::from_bytes(name.as_bytes()),
+                    axum::http::HeaderValue::from_str(&value),
+                ) {
+                    resp.headers_mut().insert(n, v);
+                }
+            }
+            resp
+        }
+        Behavior::ToolCall { name, arguments } => tool_answer(
+            &state.usage,
+            &model,
+            &name,
+            &arguments,
+            request["stream"] == true,
+        ),
         streaming if request["stream"] == true => stream_answer(state, model, streaming),
         _ => json_answer(&state, &model),
     }
@@ -283,6 +348,65 @@ fn json_answer(state: &MockState, model: &str) -> Response {
         body.to_string(),
     )
         .into_response()
+}
+
+/// A `tool_use` answer, streamed (the input in two JSON deltas) or whole.
+fn tool_answer(
+    usage: &MockUsage,
+    model: &str,
+    name: &str,
+    input: &Value,
+    stream: bool,
+) -> Response {
+    let block = json!({"type": "tool_use", "id": "toolu_mock_1", "name": name, "input": input});
+    if !stream {
+        let body = json!({"id": "msg_mock_tool", "type": "message", "role": "assistant", "model": model,
+                          "content": [block], "stop_reason": "tool_use", "stop_sequence": null,
+                          "usage": usage_json(usage, usage.output_tokens)});
+        return ([("content-type", "application/json")], body.to_string()).into_response();
+    }
+    let args = input.to_string();
+    let (a, b) = args.split_at(args.len() / 2);
+    let delta = |part: &str| {
+        event(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": part}}),
+        )
+    };
+    let events = vec![
+        event(
+            "message_start",
+            json!({"type": "message_start", "message": {
+            "id": "msg_mock_tool", "type": "message", "role": "assistant", "model": model,
+            "content": [], "stop_reason": null, "usage": usage_json(usage, 1)}}),
+        ),
+        event(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "tool_use", "id": "toolu_mock_1", "name": name, "input": {}}}),
+        ),
+        delta(a),
+        delta(b),
+        event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ),
+        event(
+            "message_delta",
+            json!({"type": "message_delta",
+            "delta": {"stop_reason": "tool_use", "stop_sequence": null},
+            "usage": {"output_tokens": usage.output_tokens}}),
+        ),
+        event("message_stop", json!({"type": "message_stop"})),
+    ];
+    let body = Body::from_stream(futures::stream::iter(
+        events.into_iter().map(Ok::<_, std::io::Error>),
+    ));
+    Response::builder()
+        .header("content-type", "text/event-stream; charset=utf-8")
+        .body(body)
+        .unwrap_or_else(|_| error_response(500, "api_error", "mock failed to build a response"))
 }
 
 fn event(name: &str, data: Value) -> Bytes {

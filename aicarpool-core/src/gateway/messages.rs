@@ -1,58 +1,44 @@
-//! The Anthropic Messages request path: admit, route, try candidates.
+//! The Anthropic Messages request path: read the request, then the shared
+//! pipeline (see [`super::exchange`]) admits, routes and relays it.
 
-use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderMap, Response};
+use http::{HeaderMap, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{relay, GatewayBody, GatewayError, Inner, MAX_BODY_BYTES};
+use super::exchange::{self, Inbound, Leg, PathKind, RequestContext, SendFuture, Wire};
+use super::{GatewayBody, GatewayError, Inner};
 use crate::account::Protocol;
-use crate::key::{KeyRecord, KeyRefusal, Service};
+use crate::key::Service;
 use crate::provider::anthropic::{MessagesEndpoint, MessagesRequest};
-use crate::provider::{retry_after, ResponseClass};
-use crate::router::{Candidate, Outcome, RouteRequest};
-use crate::usage::{Accuracy, Usage};
+use crate::router::session;
+use crate::router::RoutableAccount;
+use crate::stream::anthropic::{usage_from_body, AnthropicStreamUsage};
+use crate::stream::tap::{ClientStream, Passthrough, StreamTap};
+use crate::usage::Usage;
 
-/// The two top-level fields the gateway reads; everything else passes
+/// The top-level fields the gateway reads; everything else passes
 /// through untouched.
 #[derive(Deserialize)]
 struct Peek<'a> {
     #[serde(borrow, default)]
     model: Option<&'a RawValue>,
-}
-
-/// An admitted request on its way upstream.
-pub(super) struct RequestContext {
-    pub key: Arc<KeyRecord>,
-    pub model: String,
-    /// Where the `model` value sits in `body`, for rewriting it in place.
-    model_span: Range<usize>,
-    pub endpoint: MessagesEndpoint,
-    pub started: Instant,
-    headers: HeaderMap,
-    query: Option<String>,
-    body: Bytes,
-}
-
-impl RequestContext {
-    /// The body for `candidate`: unchanged, or with only `model` replaced
-    /// when the account maps it.
-    fn body_for(&self, candidate: &Candidate) -> Bytes {
-        let upstream = candidate.account.account.upstream_model(&self.model);
-        if upstream == self.model {
-            return self.body.clone();
-        }
-        let replacement = serde_json::Value::from(upstream).to_string();
-        let mut out = Vec::with_capacity(self.body.len() + replacement.len());
-        out.extend_from_slice(&self.body[..self.model_span.start]);
-        out.extend_from_slice(replacement.as_bytes());
-        out.extend_from_slice(&self.body[self.model_span.end..]);
-        Bytes::from(out)
-    }
+    /// Read leniently: a malformed value is the upstream's to refuse.
+    #[serde(borrow, default)]
+    max_tokens: Option<&'a RawValue>,
+    /// What sticky sessions read (see `router::session`), borrowed in the
+    /// same pass.
+    #[serde(borrow, default)]
+    metadata: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    prompt_cache_key: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    system: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    messages: session::FirstUserMessage<'a>,
 }
 
 pub(super) async fn serve(
@@ -61,273 +47,109 @@ pub(super) async fn serve(
     req: http::Request<Bytes>,
     started: Instant,
 ) -> Result<Response<GatewayBody>, GatewayError> {
-    let (parts, body) = req.into_parts();
-    if body.len() > MAX_BODY_BYTES {
-        return Err(GatewayError::TooLarge);
-    }
-    let key = inner.authenticate(&parts.headers, &parts.uri).await?;
-    let admitted = admit(&key, &parts.headers, &body);
-    let (model, model_span) = match admitted {
-        Ok(m) => m,
-        Err(e) => {
-            if endpoint == MessagesEndpoint::Messages {
-                let failed = Failed {
-                    error: &e,
-                    account_id: None,
-                    model: "",
-                };
-                inner.record_failure(&key, failed, started).await;
-            }
-            return Err(e);
-        }
+    let path = PathKind {
+        client: Protocol::Anthropic,
+        // Member limits and records apply to Messages; `count_tokens` is free.
+        metered: endpoint == MessagesEndpoint::Messages,
     };
-    let ctx = RequestContext {
-        key,
-        model,
-        model_span,
-        endpoint,
-        started,
-        headers: parts.headers,
-        query: parts.uri.query().map(str::to_owned),
-        body,
-    };
-    match dispatch(inner, &ctx).await {
-        Ok(resp) => Ok(resp),
-        Err((e, account_id)) => {
-            if endpoint == MessagesEndpoint::Messages {
-                let failed = Failed {
-                    error: &e,
-                    account_id,
-                    model: &ctx.model,
-                };
-                inner.record_failure(&ctx.key, failed, started).await;
-            }
-            Err(e)
-        }
-    }
+    exchange::serve(inner, path, req, started, |_key, headers, body| {
+        read(endpoint, headers, body)
+    })
+    .await
 }
 
-/// Parses what routing needs and checks the key's own policy.
-fn admit(
-    key: &KeyRecord,
+/// Parses what routing and limits need.
+fn read(
+    endpoint: MessagesEndpoint,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(String, Range<usize>), GatewayError> {
+) -> Result<Inbound, GatewayError> {
     let peek: Peek<'_> = serde_json::from_slice(body).map_err(|e| {
         GatewayError::InvalidRequest(format!("request body is not valid JSON: {e}"))
     })?;
-    let raw = peek
-        .model
-        .ok_or_else(|| GatewayError::InvalidRequest("model: field required".into()))?;
+    let (model, model_span) = model_field(peek.model, body)?;
+    let max_tokens = peek
+        .max_tokens
+        .and_then(|v| serde_json::from_str::<u64>(v.get()).ok());
+    let hints = session::SessionHints {
+        metadata: peek.metadata,
+        prompt_cache_key: peek.prompt_cache_key,
+        system: peek.system,
+        first_user_content: peek.messages.0,
+    };
+    Ok(Inbound {
+        model,
+        model_span: Some(model_span),
+        max_tokens,
+        session: session::extract(headers, &hints),
+        service: Service::Claude,
+        wire: Box::new(Anthropic { endpoint }),
+    })
+}
+
+/// The `model` string and where its JSON value sits in `body`.
+pub(super) fn model_field(
+    raw: Option<&RawValue>,
+    body: &[u8],
+) -> Result<(String, std::ops::Range<usize>), GatewayError> {
+    let raw = raw.ok_or_else(|| GatewayError::InvalidRequest("model: field required".into()))?;
     let model: String = serde_json::from_str(raw.get())
         .map_err(|_| GatewayError::InvalidRequest("model: must be a string".into()))?;
     // The raw value borrows from `body`; its offset is where `model` sits.
     let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
-    let span = start..start + raw.get().len();
-    let user_agent = headers
-        .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
-    key.check(
-        chrono::Utc::now(),
-        Service::Claude,
-        Some(&model),
-        user_agent,
-    )
-    .map_err(|refusal| match refusal {
-        KeyRefusal::Disabled | KeyRefusal::Expired(_) => {
-            GatewayError::Authentication(refusal.to_string())
-        }
-        _ => GatewayError::Permission(refusal.to_string()),
-    })?;
-    Ok((model, span))
+    Ok((model, start..start + raw.get().len()))
 }
 
-/// A request that ended in a gateway error, for the usage record.
-pub(super) struct Failed<'a> {
-    pub error: &'a GatewayError,
-    pub account_id: Option<String>,
-    pub model: &'a str,
+/// Anthropic clients on Anthropic accounts: byte for byte.
+#[derive(Debug, Clone, Copy)]
+struct Anthropic {
+    endpoint: MessagesEndpoint,
 }
 
-/// Why the last attempt failed, kept to pick the most telling answer.
-struct AttemptFailure {
-    class: Option<ResponseClass>,
-    message: String,
-}
-
-/// Tries the planned candidates until one answers. Returns the account id
-/// of the last attempt along with an error.
-async fn dispatch(
-    inner: &Arc<Inner>,
-    ctx: &RequestContext,
-) -> Result<Response<GatewayBody>, (GatewayError, Option<String>)> {
-    let table = inner
-        .route_table(&ctx.key.group_id)
-        .await
-        .map_err(|e| (e, None))?;
-    let request = RouteRequest {
-        group_id: &ctx.key.group_id,
-        key_id: &ctx.key.id,
-        protocol: Protocol::Anthropic,
-        model: &ctx.model,
-    };
-    let plan = inner.router.plan(&request, &table.candidates);
-    if plan.is_empty() {
-        let e = if table.candidates.is_empty() {
-            GatewayError::Unavailable("no upstream account is bound to this group".into())
-        } else {
-            GatewayError::NotFound(format!(
-                "no account of this group serves model `{}`",
-                ctx.model
-            ))
-        };
-        return Err((e, None));
+impl Wire for Anthropic {
+    fn upstreams(&self) -> &[Protocol] {
+        &[Protocol::Anthropic]
     }
 
-    let mut last: Option<AttemptFailure> = None;
-    let mut last_account = None;
-    let mut soonest_retry: Option<Duration> = None;
-    let mut saturated = false;
-    let mut attempts = 0;
-    for candidate in &plan {
-        if attempts >= inner.config.max_attempts {
-            break;
-        }
-        let Some(lease) = candidate.account.try_lease() else {
-            saturated = true;
-            continue;
-        };
-        attempts += 1;
-        let account_id = candidate.account.account.id.clone();
-        last_account = Some(account_id.clone());
-        let attempt_started = Instant::now();
-        let call = tower::ServiceExt::oneshot(
-            inner.anthropic.clone(),
-            MessagesRequest {
-                account: candidate.account.clone(),
-                endpoint: ctx.endpoint,
-                query: ctx.query.clone(),
-                client_headers: ctx.headers.clone(),
-                body: ctx.body_for(candidate),
-            },
-        );
-        let resp = match tokio::time::timeout(inner.config.first_byte_timeout, call).await {
-            Ok(Ok(resp)) => resp,
-            Ok(Err(e)) => {
-                tracing::warn!(account_id, error = %e, "upstream attempt failed");
-                inner.router.report(
-                    &account_id,
-                    &Outcome::Failed {
-                        reason: e.to_string(),
-                    },
-                );
-                last = Some(AttemptFailure {
-                    class: None,
-                    message: e.to_string(),
-                });
-                continue;
-            }
-            Err(_) => {
-                let reason = "the upstream did not answer in time".to_owned();
-                tracing::warn!(account_id, "upstream attempt timed out");
-                inner.router.report(
-                    &account_id,
-                    &Outcome::Failed {
-                        reason: reason.clone(),
-                    },
-                );
-                last = Some(AttemptFailure {
-                    class: None,
-                    message: reason,
-                });
-                continue;
-            }
-        };
-        let class = ResponseClass::of(resp.status());
-        if class.fails_over() {
-            let status = resp.status().as_u16();
-            let wait = retry_after(resp.headers());
-            let text = relay::read_bounded(resp, 8192).await;
-            let message = relay::error_message(&text);
-            tracing::warn!(account_id, status, %message, "upstream refused; trying the next account");
-            let outcome = match class {
-                ResponseClass::RateLimited => {
-                    soonest_retry = match (soonest_retry, wait) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                    Outcome::RateLimited { retry_after: wait }
-                }
-                ResponseClass::Overloaded => Outcome::Overloaded,
-                ResponseClass::CredentialsRejected => Outcome::CredentialsRejected { status },
-                _ => Outcome::Failed {
-                    reason: format!("status {status}"),
-                },
-            };
-            inner.router.report(&account_id, &outcome);
-            last = Some(AttemptFailure {
-                class: Some(class),
-                message,
-            });
-            continue;
-        }
-        if class == ResponseClass::Success {
-            let latency = attempt_started.elapsed();
-            inner
-                .router
-                .report(&account_id, &Outcome::Success { latency });
-        }
-        return Ok(relay::respond(inner, ctx, candidate, lease, resp).await);
-    }
-
-    let e = match last {
-        Some(AttemptFailure {
-            class: Some(ResponseClass::RateLimited),
-            message,
-        }) => GatewayError::RateLimited {
-            message: format!("every account of this group is rate limited: {message}"),
-            retry_after: soonest_retry,
-        },
-        Some(AttemptFailure {
-            class: Some(ResponseClass::Overloaded),
-            message,
-        }) => GatewayError::Overloaded(format!("upstream overloaded: {message}")),
-        Some(AttemptFailure {
-            class: Some(ResponseClass::CredentialsRejected),
-            ..
-        }) => GatewayError::BadUpstream(
-            "the upstream account's credentials were refused; ask the group admin to check it"
-                .into(),
-        ),
-        Some(AttemptFailure { message, .. }) => {
-            GatewayError::Unavailable(format!("upstream unavailable: {message}"))
-        }
-        None if saturated => GatewayError::Overloaded(
-            "every account of this group is at its concurrency limit".into(),
-        ),
-        None => GatewayError::Unavailable("no upstream account could be tried".into()),
-    };
-    Err((e, last_account))
-}
-
-impl Inner {
-    /// Records a request that got no upstream answer.
-    pub(super) async fn record_failure(
+    fn leg(
         &self,
-        key: &KeyRecord,
-        failed: Failed<'_>,
-        started: Instant,
-    ) {
-        self.record(
-            key,
-            failed.model,
-            failed.model,
-            failed.account_id,
-            Usage::default(),
-            failed.error.status().as_u16(),
-            Accuracy::Exact,
-            started,
-        )
-        .await;
+        _upstream: Protocol,
+        _ctx: &RequestContext,
+    ) -> Result<Box<dyn Leg>, GatewayError> {
+        Ok(Box::new(*self))
+    }
+}
+
+impl Leg for Anthropic {
+    fn send<'a>(
+        &'a self,
+        inner: &'a Inner,
+        ctx: &'a RequestContext,
+        account: &'a Arc<RoutableAccount>,
+    ) -> SendFuture<'a> {
+        let req = MessagesRequest {
+            account: account.clone(),
+            endpoint: self.endpoint,
+            query: ctx.query.clone(),
+            client_headers: ctx.headers.clone(),
+            body: ctx.body_for(account),
+        };
+        Box::pin(tower::ServiceExt::oneshot(inner.anthropic.clone(), req))
+    }
+
+    fn tap(&self, _ctx: &RequestContext) -> Box<dyn StreamTap> {
+        Box::new(Passthrough::new(
+            AnthropicStreamUsage::default(),
+            ClientStream::Anthropic,
+        ))
+    }
+
+    fn whole(
+        &self,
+        _ctx: &RequestContext,
+        _status: StatusCode,
+        body: Bytes,
+    ) -> (Option<Usage>, Bytes) {
+        (usage_from_body(&body), body)
     }
 }

@@ -18,15 +18,15 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::error::full;
-use super::messages::RequestContext;
+use super::exchange::{Leg, RequestContext};
 use super::{BodyError, GatewayBody, GatewayError, Inner};
+use crate::account::Protocol;
 use crate::id::new_id;
 use crate::key::KeyRecord;
-use crate::provider::anthropic::MessagesEndpoint;
+use crate::limit::{Permit, Spend};
 use crate::provider::is_dropped_response_header;
-use crate::router::{Candidate, InFlightLease, Outcome};
-use crate::stream::anthropic::{usage_from_body, AnthropicStreamUsage};
-use crate::stream::SseObserver;
+use crate::router::{Candidate, InFlightLease, Outcome, Report};
+use crate::stream::tap::StreamTap;
 use crate::usage::{Accuracy, Usage, UsageRecord};
 
 /// Chunks buffered between the upstream reader and the client at most.
@@ -41,45 +41,67 @@ struct Settlement {
     account_id: String,
     started: Instant,
     record_usage: bool,
+    /// Errors are written in the client's protocol.
+    client: Protocol,
     /// Held until the answer is over: the account's concurrency slot.
     _lease: InFlightLease,
+    /// The member's limits: the reservation is settled with the real
+    /// usage; dropped unsettled (panic, cancelled task) it is released.
+    permit: Option<Permit>,
 }
 
 impl Settlement {
-    async fn settle(self, usage: Usage, status: u16, accuracy: Accuracy) {
+    /// The client left: its member concurrency slot is free again while
+    /// the upstream is drained for usage.
+    fn client_left(&mut self) {
+        if let Some(p) = self.permit.as_mut() {
+            p.end_lease();
+        }
+    }
+
+    async fn settle(mut self, usage: Usage, status: u16, accuracy: Accuracy) {
         if !self.record_usage {
             return;
         }
-        self.inner
-            .record(
-                &self.key,
-                &self.model,
-                &self.upstream_model,
-                Some(self.account_id.clone()),
-                usage,
-                status,
-                accuracy,
-                self.started,
-            )
-            .await;
+        let record = self.inner.usage_record(
+            &self.key,
+            &self.model,
+            &self.upstream_model,
+            Some(self.account_id.clone()),
+            usage,
+            status,
+            accuracy,
+            self.started,
+        );
+        // Counters first, so they never lag the store.
+        if let Some(p) = self.permit.take() {
+            p.settle(Spend::of(&record.usage, record.cost_micro_usd));
+        }
+        self.inner.queue_record(record).await;
     }
 }
 
-/// Forwards the upstream's answer (success or the client's own 4xx).
+/// Forwards the upstream's answer (success or the client's own 4xx)
+/// through the leg's tap or whole-body reader.
 pub(super) async fn respond(
     inner: &Arc<Inner>,
     ctx: &RequestContext,
+    leg: &dyn Leg,
     candidate: &Candidate,
     lease: InFlightLease,
     upstream: reqwest::Response,
 ) -> Response<GatewayBody> {
     let status = upstream.status();
+    let permit = ctx.take_permit();
     let mut builder = Response::builder().status(status);
     if let Some(headers) = builder.headers_mut() {
         for (name, value) in upstream.headers() {
             if !is_dropped_response_header(name) {
                 headers.append(name.clone(), value.clone());
             }
+        }
+        if let Some(p) = &permit {
+            p.remaining().write_headers(headers);
         }
     }
     let settlement = Settlement {
@@ -93,8 +115,10 @@ pub(super) async fn respond(
             .to_owned(),
         account_id: candidate.account.account.id.clone(),
         started: ctx.started,
-        record_usage: ctx.endpoint == MessagesEndpoint::Messages,
+        record_usage: ctx.metered,
+        client: ctx.client,
         _lease: lease,
+        permit,
     };
     let is_stream = upstream
         .headers()
@@ -105,16 +129,21 @@ pub(super) async fn respond(
     let body = if is_stream && status.is_success() {
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let idle = inner.config.idle_timeout;
-        inner
-            .streams
-            .spawn(pump(upstream.bytes_stream().boxed(), tx, settlement, idle));
+        let tap = leg.tap(ctx);
+        inner.streams.spawn(pump(
+            upstream.bytes_stream().boxed(),
+            tx,
+            settlement,
+            tap,
+            idle,
+        ));
         StreamBody::new(ReceiverStream::new(rx)).boxed_unsync()
     } else {
         let limit = inner.config.max_response_bytes;
         let read = tokio::time::timeout(inner.config.idle_timeout, read_all(upstream, limit)).await;
         match read {
             Ok(Ok(bytes)) => {
-                let usage = usage_from_body(&bytes);
+                let (usage, bytes) = leg.whole(ctx, status, bytes);
                 let accuracy = if usage.is_some() {
                     Accuracy::Exact
                 } else {
@@ -133,36 +162,41 @@ pub(super) async fn respond(
         }
     };
     builder.body(body).unwrap_or_else(|_| {
-        GatewayError::BadUpstream("invalid upstream headers".into())
-            .into_response(crate::account::Protocol::Anthropic)
+        GatewayError::BadUpstream("invalid upstream headers".into()).into_response(ctx.client)
     })
 }
 
 async fn upstream_body_failed(settlement: Settlement, reason: String) -> Response<GatewayBody> {
     let e = GatewayError::BadUpstream(format!("reading the upstream answer failed: {reason}"));
+    let client = settlement.client;
+    let outcome = Outcome::Failed {
+        status: None,
+        reason,
+    };
     settlement
         .inner
         .router
-        .report(&settlement.account_id, &Outcome::Failed { reason });
+        .report(&Report::new(&settlement.account_id, outcome));
     settlement
         .settle(Usage::default(), e.status().as_u16(), Accuracy::Partial)
         .await;
-    e.into_response(crate::account::Protocol::Anthropic)
+    e.into_response(client)
 }
 
 type ChunkSender = mpsc::Sender<Result<Frame<Bytes>, BodyError>>;
 
-/// Reads the upstream stream to the end, forwarding while the client
-/// listens and draining (bounded) after it leaves; then settles.
+/// Reads the upstream stream to the end, forwarding (through the tap)
+/// while the client listens and draining (bounded) after it leaves; then
+/// settles.
 async fn pump(
     mut upstream: futures::stream::BoxStream<'static, reqwest::Result<Bytes>>,
     tx: ChunkSender,
-    settlement: Settlement,
+    mut settlement: Settlement,
+    mut tap: Box<dyn StreamTap>,
     idle: Duration,
 ) {
     let inner = settlement.inner.clone();
     let config = &inner.config;
-    let mut observer = SseObserver::new(AnthropicStreamUsage::default());
     let mut client = Some(tx);
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     let mut drained = 0usize;
@@ -197,24 +231,26 @@ async fn pump(
             }
             Ok(Some(Ok(chunk))) => chunk,
         };
-        observer.feed(&chunk);
+        let len = chunk.len();
+        let chunk = tap.chunk(chunk);
         match &client {
             Some(tx) => {
-                let len = chunk.len();
-                let sent = tokio::select! {
-                    biased;
-                    () = inner.shutdown.cancelled() => false,
-                    sent = tx.send(Ok(Frame::data(chunk))) => sent.is_ok(),
-                };
+                let sent = chunk.is_empty()
+                    || tokio::select! {
+                        biased;
+                        () = inner.shutdown.cancelled() => false,
+                        sent = tx.send(Ok(Frame::data(chunk))) => sent.is_ok(),
+                    };
                 if !sent {
                     tracing::debug!(account_id = %settlement.account_id, "client left mid-stream; draining for usage");
+                    settlement.client_left();
                     client = None;
                     drained = len;
                     drain_deadline = Some(tokio::time::Instant::now() + config.drain_timeout);
                 }
             }
             None => {
-                drained += chunk.len();
+                drained += len;
                 if drained > config.drain_max_bytes {
                     broken = Some("stopped draining: byte limit".into());
                     break;
@@ -223,11 +259,11 @@ async fn pump(
         }
     }
 
-    let seen = observer.finish();
-    if let (Some(reason), Some(tx)) = (&broken, &client) {
-        // The client is still there: end its stream with a protocol error.
-        let event = GatewayError::BadUpstream(reason.clone()).anthropic_event();
-        let _ = tx.send(Ok(Frame::data(event))).await;
+    // The tap's last bytes: closing frames, or — the client still being
+    // there — its protocol's error event when the stream broke.
+    let (tail, seen) = tap.end(broken.as_deref());
+    if let (false, Some(tx)) = (tail.is_empty(), &client) {
+        let _ = tx.send(Ok(Frame::data(tail))).await;
     }
     let accuracy = if seen.completed {
         Accuracy::Exact
@@ -235,36 +271,38 @@ async fn pump(
         Accuracy::Partial
     };
     let status = match (&seen.error, &broken) {
-        (Some(e), _) => status_of_error_type(&e.kind),
+        (Some(e), _) => e.status,
         (None, Some(_)) if !seen.completed => 502,
         _ => 200,
     };
+    // An error event counts against the account (an invalid request is the
+    // client's fault); a break counts only when the upstream caused it,
+    // not when the client left or the gateway is shutting down.
     if let Some(e) = &seen.error {
         let outcome = match status {
             529 => Outcome::Overloaded,
-            429 => Outcome::RateLimited { retry_after: None },
+            429 => Outcome::RateLimited,
+            400 => Outcome::ClientError { status },
             _ => Outcome::Failed {
+                status: Some(status),
                 reason: e.message.clone(),
             },
         };
-        inner.router.report(&settlement.account_id, &outcome);
-    } else if let Some(reason) = broken.filter(|_| !seen.completed) {
         inner
             .router
-            .report(&settlement.account_id, &Outcome::Failed { reason });
+            .report(&Report::new(&settlement.account_id, outcome));
+    } else if let Some(reason) =
+        broken.filter(|_| !seen.completed && client.is_some() && !inner.shutdown.is_cancelled())
+    {
+        let outcome = Outcome::Failed {
+            status: None,
+            reason,
+        };
+        inner
+            .router
+            .report(&Report::new(&settlement.account_id, outcome));
     }
     settlement.settle(seen.usage, status, accuracy).await;
-}
-
-/// The status an in-stream `error` event stands for.
-fn status_of_error_type(kind: &str) -> u16 {
-    match kind {
-        "overloaded_error" => 529,
-        "rate_limit_error" => 429,
-        "invalid_request_error" => 400,
-        "api_error" => 500,
-        _ => 502,
-    }
 }
 
 /// Reads a whole body up to `limit` bytes.
@@ -333,20 +371,55 @@ impl Inner {
         accuracy: Accuracy,
         started: Instant,
     ) {
-        let record = UsageRecord {
+        let record = self.usage_record(
+            key,
+            model,
+            price_model,
+            account_id,
+            usage,
+            status,
+            accuracy,
+            started,
+        );
+        self.queue_record(record).await;
+    }
+
+    /// One usage record, priced at `price_model` (the model the account
+    /// was sent) with the account's own pricing if it has any.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn usage_record(
+        &self,
+        key: &KeyRecord,
+        model: &str,
+        price_model: &str,
+        account_id: Option<String>,
+        usage: Usage,
+        status: u16,
+        accuracy: Accuracy,
+        started: Instant,
+    ) -> UsageRecord {
+        UsageRecord {
             id: new_id(),
             at: chrono::Utc::now(),
             key_id: key.id.clone(),
             user_id: key.user_id.clone(),
             group_id: key.group_id.clone(),
+            cost_micro_usd: self.pricing.cost_for_account(
+                account_id.as_deref(),
+                price_model,
+                &usage,
+            ),
             account_id,
             model: model.to_owned(),
-            cost_micro_usd: self.pricing.cost_micro_usd(price_model, &usage),
             usage,
             latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             status,
             accuracy,
-        };
+        }
+    }
+
+    /// Logs the settled request and hands its record to the writer.
+    pub(super) async fn queue_record(&self, record: UsageRecord) {
         tracing::info!(
             key_id = %record.key_id,
             group_id = %record.group_id,
@@ -359,7 +432,7 @@ impl Inner {
             cache_read = record.usage.cache_read_tokens,
             latency_ms = record.latency_ms,
             accuracy = record.accuracy.as_str(),
-            "messages request settled"
+            "request settled"
         );
         self.usage.record(record).await;
     }

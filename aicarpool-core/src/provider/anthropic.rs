@@ -4,12 +4,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 
+use super::proxy::HttpClients;
 use super::{forwardable_request_headers, ProviderError};
 use crate::account::{Account, AuthStyle, Platform, Preset};
+use crate::oauth::{TokenManager, OAUTH_BETA};
 use crate::router::RoutableAccount;
 
 /// `anthropic-version` sent when the client sent none.
@@ -42,15 +45,34 @@ pub struct MessagesRequest {
     pub body: Bytes,
 }
 
-/// Sends Messages requests upstream. Cheap to clone.
+/// Sends Messages requests upstream, through each account's proxy, with
+/// fresh OAuth tokens for subscription accounts. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AnthropicProvider {
-    http: reqwest::Client,
+    clients: Arc<HttpClients>,
+    oauth: Option<Arc<TokenManager>>,
 }
 
 impl AnthropicProvider {
+    /// Direct calls through `http`; OAuth accounts use their stored token
+    /// as it is (see [`Self::with_oauth`]).
     pub fn new(http: reqwest::Client) -> Self {
-        Self { http }
+        Self::with_clients(Arc::new(HttpClients::new(http, Duration::from_secs(10))))
+    }
+
+    pub fn with_clients(clients: Arc<HttpClients>) -> Self {
+        Self {
+            clients,
+            oauth: None,
+        }
+    }
+
+    /// OAuth accounts get their token from `tokens`: refreshed ahead of
+    /// expiry, and once more after an upstream 401 (then the request is
+    /// sent again, once).
+    pub fn with_oauth(mut self, tokens: Arc<TokenManager>) -> Self {
+        self.oauth = Some(tokens);
+        self
     }
 
     /// The URL of `endpoint` on the account. The query goes only to
@@ -76,6 +98,20 @@ impl AnthropicProvider {
         account: &RoutableAccount,
         client: &HeaderMap,
     ) -> Result<HeaderMap, ProviderError> {
+        let secret = account
+            .credentials
+            .bearer_or_key()
+            .ok_or(ProviderError::NoCredentials)?;
+        Self::headers_with(account, client, secret)
+    }
+
+    /// As [`Self::headers`], with `secret` as the account's key or token.
+    /// OAuth accounts also get [`OAUTH_BETA`] in `anthropic-beta`.
+    pub fn headers_with(
+        account: &RoutableAccount,
+        client: &HeaderMap,
+        secret: &str,
+    ) -> Result<HeaderMap, ProviderError> {
         let mut h = forwardable_request_headers(client);
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if !h.contains_key("anthropic-version") {
@@ -84,10 +120,9 @@ impl AnthropicProvider {
                 HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION),
             );
         }
-        let secret = account
-            .credentials
-            .bearer_or_key()
-            .ok_or(ProviderError::NoCredentials)?;
+        if account.account.platform == Platform::ClaudeOauth {
+            merge_beta(&mut h, OAUTH_BETA);
+        }
         let (name, value) = match account.account.auth_style() {
             AuthStyle::XApiKey => (
                 http::HeaderName::from_static("x-api-key"),
@@ -101,18 +136,72 @@ impl AnthropicProvider {
         Ok(h)
     }
 
-    async fn send(
-        http: reqwest::Client,
-        req: MessagesRequest,
-    ) -> Result<reqwest::Response, ProviderError> {
+    async fn send(self, req: MessagesRequest) -> Result<reqwest::Response, ProviderError> {
+        let http = self
+            .clients
+            .client(req.account.account.proxy.as_deref())
+            .map_err(|e| ProviderError::Connect(format!("through the account's proxy: {e}")))?;
         let url = Self::url(&req.account, req.endpoint, req.query.as_deref());
-        let headers = Self::headers(&req.account, &req.client_headers)?;
-        http.post(url)
-            .headers(headers)
-            .body(req.body)
-            .send()
+        let tokens = match (&self.oauth, req.account.account.platform) {
+            (Some(t), Platform::ClaudeOauth) => t,
+            _ => {
+                let headers = Self::headers(&req.account, &req.client_headers)?;
+                return post(&http, url, headers, req.body).await;
+            }
+        };
+        let oauth_error = |e: crate::oauth::OAuthError| ProviderError::OAuth(e.to_string());
+        let token = tokens
+            .access_token(&req.account)
             .await
-            .map_err(|e| ProviderError::from_reqwest(&e))
+            .map_err(oauth_error)?;
+        let headers = Self::headers_with(&req.account, &req.client_headers, &token)?;
+        let resp = post(&http, url.clone(), headers, req.body.clone()).await?;
+        if resp.status() != http::StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        // The token was refused before its time (revoked, or refreshed
+        // elsewhere): refresh once and send again.
+        drop(resp);
+        let fresh = tokens
+            .after_rejection(&req.account, &token)
+            .await
+            .map_err(oauth_error)?;
+        let headers = Self::headers_with(&req.account, &req.client_headers, &fresh)?;
+        post(&http, url, headers, req.body).await
+    }
+}
+
+async fn post(
+    http: &reqwest::Client,
+    url: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<reqwest::Response, ProviderError> {
+    http.post(url)
+        .headers(headers)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| ProviderError::from_reqwest(&e))
+}
+
+/// Adds `flag` to the `anthropic-beta` list (one header, comma-separated,
+/// each flag once, the client's order kept).
+fn merge_beta(h: &mut HeaderMap, flag: &str) {
+    let mut flags: Vec<String> = Vec::new();
+    for value in h.get_all("anthropic-beta") {
+        let Ok(v) = value.to_str() else { continue };
+        for f in v.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+            if !flags.iter().any(|x| x == f) {
+                flags.push(f.to_owned());
+            }
+        }
+    }
+    if !flags.iter().any(|x| x == flag) {
+        flags.push(flag.to_owned());
+    }
+    if let Ok(v) = HeaderValue::from_str(&flags.join(",")) {
+        h.insert("anthropic-beta", v);
     }
 }
 
@@ -126,7 +215,7 @@ impl tower::Service<MessagesRequest> for AnthropicProvider {
     }
 
     fn call(&mut self, req: MessagesRequest) -> Self::Future {
-        Box::pin(Self::send(self.http.clone(), req))
+        Box::pin(self.clone().send(req))
     }
 }
 
@@ -214,5 +303,28 @@ mod tests {
         assert_eq!(h["authorization"], "Bearer upstream-secret");
         assert!(h.get("x-api-key").is_none());
         assert_eq!(h["anthropic-beta"], "x");
+    }
+
+    #[test]
+    fn oauth_accounts_send_a_bearer_and_the_beta_flag_once() {
+        let a = routable(Platform::ClaudeOauth, None);
+        let mut client = HeaderMap::new();
+        client.insert("x-api-key", "aicp_member".parse().unwrap());
+        client.append("anthropic-beta", "a, b,a".parse().unwrap());
+        client.append("anthropic-beta", "oauth-2025-04-20,c".parse().unwrap());
+        let h = AnthropicProvider::headers_with(&a, &client, "sk-ant-oat01-x").unwrap();
+        assert_eq!(h["authorization"], "Bearer sk-ant-oat01-x");
+        assert!(h["authorization"].is_sensitive());
+        assert!(h.get("x-api-key").is_none());
+        assert_eq!(h.get_all("anthropic-beta").iter().count(), 1);
+        assert_eq!(h["anthropic-beta"], "a,b,oauth-2025-04-20,c");
+        let h = AnthropicProvider::headers_with(&a, &HeaderMap::new(), "t").unwrap();
+        assert_eq!(h["anthropic-beta"], "oauth-2025-04-20");
+        // API-key accounts get no OAuth flag.
+        let k = routable(Platform::ClaudeApi, None);
+        assert!(AnthropicProvider::headers_with(&k, &HeaderMap::new(), "k")
+            .unwrap()
+            .get("anthropic-beta")
+            .is_none());
     }
 }

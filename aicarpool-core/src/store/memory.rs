@@ -15,6 +15,9 @@ use crate::key::{KeyHash, KeyRecord};
 use crate::org::{Group, GroupRole, Invitation, Membership, Session, User};
 use crate::usage::{UsageQuery, UsageRecord, UsageReport};
 
+mod credentials;
+mod enterprise;
+
 #[derive(Debug, Default)]
 struct Tables {
     users: Vec<User>,
@@ -26,12 +29,53 @@ struct Tables {
     bindings: HashMap<String, Binding>,
     keys: Vec<KeyRecord>,
     usage: Vec<UsageRecord>,
+    /// Ids in `usage`, so a retried batch is skipped in O(1) per record.
+    usage_ids: std::collections::HashSet<String>,
+    ent: enterprise::EnterpriseTables,
+}
+
+impl Tables {
+    /// Removes a group with everything that hangs off it (memberships,
+    /// invitations, binding, keys, the accounts it owns and their binding
+    /// entries elsewhere); returns its keys, or `None` when it is absent.
+    fn remove_group(&mut self, id: &str) -> Option<Vec<KeyRecord>> {
+        let before = self.groups.len();
+        self.groups.retain(|g| g.id != id);
+        if self.groups.len() == before {
+            return None;
+        }
+        self.memberships.retain(|m| m.group_id != id);
+        self.invitations.retain(|i| i.group_id != id);
+        self.bindings.remove(id);
+        let (gone, kept) = std::mem::take(&mut self.keys)
+            .into_iter()
+            .partition(|k| k.group_id == id);
+        self.keys = kept;
+        let owned: Vec<String> = self
+            .accounts
+            .iter()
+            .filter(|a| a.owner == AccountOwner::Group(id.to_owned()))
+            .map(|a| a.id.clone())
+            .collect();
+        self.remove_accounts(&owned);
+        Some(gone)
+    }
+
+    /// Removes accounts and their entries in every binding.
+    fn remove_accounts(&mut self, ids: &[String]) {
+        self.accounts.retain(|a| !ids.contains(&a.id));
+        for b in self.bindings.values_mut() {
+            b.accounts.retain(|a| !ids.contains(&a.account_id));
+        }
+    }
 }
 
 /// Keeps everything in process memory; lost on exit.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     tables: Mutex<Tables>,
+    /// Credential refresh leases: account id → (holder, until).
+    leases: credentials::Leases,
 }
 
 impl MemoryStore {
@@ -126,27 +170,10 @@ impl GroupStore for MemoryStore {
     }
 
     async fn delete_group(&self, id: &str) -> StoreResult<()> {
-        let mut t = self.t();
-        let before = t.groups.len();
-        t.groups.retain(|g| g.id != id);
-        if t.groups.len() == before {
-            return Err(StoreError::NotFound);
-        }
-        t.memberships.retain(|m| m.group_id != id);
-        t.invitations.retain(|i| i.group_id != id);
-        t.bindings.remove(id);
-        t.keys.retain(|k| k.group_id != id);
-        let owned: Vec<String> = t
-            .accounts
-            .iter()
-            .filter(|a| a.owner == AccountOwner::Group(id.to_owned()))
-            .map(|a| a.id.clone())
-            .collect();
-        t.accounts.retain(|a| !owned.contains(&a.id));
-        for b in t.bindings.values_mut() {
-            b.accounts.retain(|a| !owned.contains(&a.account_id));
-        }
-        Ok(())
+        self.t()
+            .remove_group(id)
+            .map(drop)
+            .ok_or(StoreError::NotFound)
     }
 
     async fn groups_of_user(&self, user_id: &str) -> StoreResult<Vec<(Group, GroupRole)>> {
@@ -407,7 +434,7 @@ impl UsageStore for MemoryStore {
     async fn insert_usage(&self, records: &[UsageRecord]) -> StoreResult<()> {
         let mut t = self.t();
         for r in records {
-            if !t.usage.iter().any(|u| u.id == r.id) {
+            if t.usage_ids.insert(r.id.clone()) {
                 t.usage.push(r.clone());
             }
         }
@@ -415,7 +442,11 @@ impl UsageStore for MemoryStore {
     }
 
     async fn usage_report(&self, query: &UsageQuery) -> StoreResult<UsageReport> {
-        Ok(query.aggregate(self.t().usage.iter()))
+        let t = self.t();
+        Ok(match enterprise::groups_in_scope(&t, &query.scope) {
+            Some(groups) => query.aggregate_where(t.usage.iter(), |r| groups.contains(&r.group_id)),
+            None => query.aggregate(t.usage.iter()),
+        })
     }
 }
 

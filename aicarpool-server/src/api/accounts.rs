@@ -13,7 +13,8 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::caller::{require_group_role, valid_id, Caller};
+use super::audit::{self, Scope};
+use super::caller::{authorize, require_group_role, Action, Caller, Resource, Target};
 use super::input::{self, double_option, ValidJson};
 use super::views::AccountView;
 use crate::error::{ApiError, ApiResult};
@@ -44,6 +45,9 @@ pub struct CreateAccount {
     enabled: Option<bool>,
 }
 
+#[utoipa::path(post, path = "/api/groups/{id}/accounts", tag = "accounts",
+    params(("id" = String, Path)),
+    responses((status = 201, description = "the account, without any secret")))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -51,6 +55,18 @@ pub async fn create(
     ValidJson(body): ValidJson<CreateAccount>,
 ) -> ApiResult<(StatusCode, Json<AccountView>)> {
     let (group, _) = require_group_role(&state, &caller, &group_id, GroupRole::Admin).await?;
+    let account = create_owned(&state, &caller, AccountOwner::Group(group.id), body).await?;
+    Ok((StatusCode::CREATED, Json(AccountView::from(&account))))
+}
+
+/// Validates, seals and stores a new account of `owner` (a group, or an
+/// enterprise pool); the caller's right to do so is already checked.
+pub async fn create_owned(
+    state: &AppState,
+    caller: &Caller,
+    owner: AccountOwner,
+    body: CreateAccount,
+) -> ApiResult<Account> {
     let now = Utc::now();
     let mut account = Account {
         id: new_id(),
@@ -58,7 +74,7 @@ pub async fn create(
         platform: body.platform,
         preset: body.preset,
         base_url: body.base_url,
-        owner: AccountOwner::Group(group.id.clone()),
+        owner,
         models: body.models,
         model_map: body.model_map,
         priority: body.priority.unwrap_or(DEFAULT_PRIORITY),
@@ -71,16 +87,30 @@ pub async fn create(
         updated_at: now,
     };
     check(&mut account)?;
-    let creds = credentials(body.credentials)?;
-    account.credentials = seal(&state, &account.id, &creds)?;
+    let creds = credentials(account.platform, body.credentials)?;
+    account.credentials = seal(state, &account.id, &creds)?;
     state.store.create_account(&account).await?;
     // A group without an explicit binding is served by its own accounts.
-    state.gateway.invalidate_group(&group.id);
+    if let AccountOwner::Group(g) = &account.owner {
+        state.gateway.invalidate_group(g);
+    }
     state.gateway.invalidate_routes();
-    tracing::info!(account_id = %account.id, group_id = %group.id, platform = account.platform.as_str(), "account created");
-    Ok((StatusCode::CREATED, Json(AccountView::from(&account))))
+    audit::record(
+        state,
+        Some(caller.id()),
+        "account.created",
+        ("account", &account.id),
+        Scope::Account(&account),
+        json!({"name": account.name, "platform": account.platform.as_str()}),
+    )
+    .await;
+    tracing::info!(account_id = %account.id, owner = ?account.owner, platform = account.platform.as_str(), "account created");
+    Ok(account)
 }
 
+#[utoipa::path(get, path = "/api/groups/{id}/accounts", tag = "accounts",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "the group's own accounts")))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -91,36 +121,46 @@ pub async fn list(
     Ok(Json(accounts.iter().map(AccountView::from).collect()))
 }
 
-/// An account the caller manages: owner/admin of its group (404 for
-/// outsiders, 403 for plain members), or a system admin.
+/// An account the caller manages: a group account for the group's
+/// owner/admin, a pool account for the enterprise's owner/admin (404 for
+/// outsiders, 403 for roles too low), or any for a system admin.
 pub async fn managed_account(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Account> {
-    let not_found = || ApiError::not_found("account");
-    valid_id(id, "account")?;
-    let account = state.store.account(id).await?.ok_or_else(not_found)?;
-    match &account.owner {
-        AccountOwner::Group(g) => {
-            require_group_role(state, caller, g, GroupRole::Admin)
-                .await
-                .map_err(|e| {
-                    if e.status == StatusCode::NOT_FOUND {
-                        not_found()
-                    } else {
-                        e
-                    }
-                })?;
-        }
-        AccountOwner::Enterprise(_) if caller.is_admin() => {}
-        AccountOwner::Enterprise(_) => return Err(not_found()),
-    }
-    Ok(account)
+    account_for(state, caller, id, Action::Manage).await
 }
 
+/// An account the caller may see: as [`managed_account`], and also a pool
+/// account bound to a group the caller administers. The view never holds
+/// credentials.
+pub async fn viewable_account(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Account> {
+    account_for(state, caller, id, Action::View).await
+}
+
+async fn account_for(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    action: Action,
+) -> ApiResult<Account> {
+    match authorize(state, caller, action, Resource::Account(id))
+        .await?
+        .target
+    {
+        Target::Account(a) => Ok(a),
+        _ => Err(ApiError::internal(
+            "authorization loaded the wrong resource",
+        )),
+    }
+}
+
+#[utoipa::path(get, path = "/api/accounts/{id}", tag = "accounts",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "the account, without any secret")))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<AccountView>> {
-    let account = managed_account(&state, &caller, &id).await?;
+    let account = viewable_account(&state, &caller, &id).await?;
     Ok(Json(AccountView::from(&account)))
 }
 
@@ -145,6 +185,32 @@ pub struct PatchAccount {
     enabled: Option<bool>,
 }
 
+impl PatchAccount {
+    /// The names of the fields the body changes, for the audit log (the
+    /// values of credentials never go there).
+    fn field_names(&self) -> Vec<&'static str> {
+        [
+            ("name", self.name.is_some()),
+            ("preset", self.preset.is_some()),
+            ("baseUrl", self.base_url.is_some()),
+            ("credentials", self.credentials.is_some()),
+            ("models", self.models.is_some()),
+            ("modelMap", self.model_map.is_some()),
+            ("priority", self.priority.is_some()),
+            ("weight", self.weight.is_some()),
+            ("maxConcurrency", self.max_concurrency.is_some()),
+            ("proxy", self.proxy.is_some()),
+            ("enabled", self.enabled.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(n, set)| set.then_some(n))
+        .collect()
+    }
+}
+
+#[utoipa::path(patch, path = "/api/accounts/{id}", tag = "accounts",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "the changed account")))]
 pub async fn patch(
     State(state): State<AppState>,
     caller: Caller,
@@ -157,7 +223,11 @@ pub async fn patch(
             "platform cannot be changed; create a new account instead",
         ));
     }
-    let creds = body.credentials.map(|c| credentials(Some(c))).transpose()?;
+    let changed = body.field_names();
+    let creds = body
+        .credentials
+        .map(|c| credentials(account.platform, Some(c)))
+        .transpose()?;
     if let Some(v) = body.name {
         account.name = v;
     }
@@ -189,16 +259,31 @@ pub async fn patch(
         account.enabled = v;
     }
     check(&mut account)?;
+    let replaces_credentials = creds.is_some();
     if let Some(c) = creds {
         account.credentials = seal(&state, &account.id, &c)?;
     }
     account.updated_at = Utc::now();
-    state.store.update_account(&account).await?;
+    super::oauth::update_account_locked(&state, &mut account, replaces_credentials).await?;
     state.gateway.invalidate_routes();
+    // An admin looked at it: one that needed attention is chosen again.
+    state.gateway.reset_account_health(&account.id);
+    audit::record(
+        &state,
+        Some(caller.id()),
+        "account.changed",
+        ("account", &account.id),
+        Scope::Account(&account),
+        json!({"fields": changed}),
+    )
+    .await;
     tracing::info!(account_id = %account.id, "account updated");
     Ok(Json(AccountView::from(&account)))
 }
 
+#[utoipa::path(delete, path = "/api/accounts/{id}", tag = "accounts",
+    params(("id" = String, Path)),
+    responses((status = 204, description = "deleted and unbound everywhere")))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -207,11 +292,23 @@ pub async fn delete(
     let account = managed_account(&state, &caller, &id).await?;
     state.store.delete_account(&account.id).await?;
     state.gateway.invalidate_routes();
+    audit::record(
+        &state,
+        Some(caller.id()),
+        "account.deleted",
+        ("account", &account.id),
+        Scope::Account(&account),
+        json!({"name": account.name}),
+    )
+    .await;
     tracing::info!(account_id = %account.id, "account deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// A minimal real upstream call with the account's credentials.
+#[utoipa::path(post, path = "/api/accounts/{id}/test", tag = "accounts",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "{ok, status, latencyMs, error?}")))]
 pub async fn test(
     State(state): State<AppState>,
     caller: Caller,
@@ -223,28 +320,30 @@ pub async fn test(
     Ok(Json(json!(report)))
 }
 
+#[utoipa::path(get, path = "/api/accounts/{id}/health", tag = "accounts",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "routing health of the account")))]
 pub async fn health(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let account = managed_account(&state, &caller, &id).await?;
-    Ok(Json(health_view(&account)))
+    let account = viewable_account(&state, &caller, &id).await?;
+    // state, coolingUntil, reason, inFlight, lastError, recentSuccessRate,
+    // stickySessions and the upstream's unified window, as the router sees it.
+    let mut view = json!(state.gateway.account_health(&account.id));
+    if !account.enabled {
+        view["state"] = json!("disabled");
+    }
+    Ok(Json(view))
 }
 
-/// The account's routing health. Until the router keeps health state this
-/// reflects only whether the account is enabled.
-fn health_view(account: &Account) -> Value {
-    json!({
-        "state": if account.enabled { "healthy" } else { "disabled" },
-        "coolingUntil": null,
-        "lastError": null,
-        "inFlight": 0,
-    })
-}
-
-/// The credentials this build uses: an API key.
-fn credentials(c: Option<Credentials>) -> ApiResult<Credentials> {
+/// The credentials this build uses: an API key, or for `claude_oauth`
+/// OAuth tokens (see [`super::oauth::pasted_credentials`]).
+fn credentials(platform: Platform, c: Option<Credentials>) -> ApiResult<Credentials> {
+    if platform == Platform::ClaudeOauth {
+        return super::oauth::pasted_credentials(c);
+    }
     let key = c
         .and_then(|c| c.api_key)
         .map(|k| k.trim().to_owned())
@@ -274,7 +373,7 @@ fn seal(
 fn check(a: &mut Account) -> ApiResult<()> {
     if !a.platform.is_supported() {
         return Err(ApiError::bad_request(format!(
-            "platform `{}` is not available yet; this build serves claude_api and anthropic_compatible",
+            "platform `{}` is not available in this build",
             a.platform.as_str()
         )));
     }
@@ -300,6 +399,11 @@ fn check(a: &mut Account) -> ApiResult<()> {
     if a.preset == Some(Preset::Custom) && a.base_url.is_none() {
         return Err(ApiError::bad_request(
             "baseUrl is required with preset custom",
+        ));
+    }
+    if a.platform == Platform::OpenaiCompatible && a.base_url.is_none() {
+        return Err(ApiError::bad_request(
+            "baseUrl is required for openai_compatible, with its version prefix (e.g. https://api.openai.com/v1)",
         ));
     }
     a.models = input::string_list("models", &a.models, MAX_MODELS)?;

@@ -110,6 +110,8 @@ pub async fn create_user(state: &AppState, user: &User, taken: &str) -> ApiResul
     })
 }
 
+#[utoipa::path(post, path = "/api/auth/register", tag = "identity",
+    responses((status = 201, description = "the new user and a session token")))]
 pub async fn register(
     State(state): State<AppState>,
     ValidJson(body): ValidJson<RegisterBody>,
@@ -139,6 +141,8 @@ pub struct LoginBody {
     password: String,
 }
 
+#[utoipa::path(post, path = "/api/auth/login", tag = "identity",
+    responses((status = 200, description = "the user and a session token")))]
 pub async fn login(
     State(state): State<AppState>,
     ValidJson(body): ValidJson<LoginBody>,
@@ -151,12 +155,23 @@ pub async fn login(
     .await;
     let user = match user {
         Some(u) if ok => u,
-        _ => {
+        other => {
+            // Who tried which address; never the password.
+            let target = other.as_ref().map_or("", |u| u.id.as_str());
+            super::audit::record(
+                &state,
+                None,
+                "auth.login_failed",
+                ("user", target),
+                super::audit::Scope::System,
+                json!({"email": body.email.trim().to_lowercase(), "knownUser": other.is_some()}),
+            )
+            .await;
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_credentials",
                 "wrong email or password",
-            ))
+            ));
         }
     };
     let token = new_session(&state, &user.id).await?;
@@ -164,6 +179,8 @@ pub async fn login(
     Ok(Json(AuthAnswer { user, token }))
 }
 
+#[utoipa::path(post, path = "/api/auth/logout", tag = "identity",
+    responses((status = 204, description = "the session is revoked")))]
 pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
     if let Some(hash) = &caller.session_hash {
         state.store.delete_session(hash).await?;
@@ -171,6 +188,8 @@ pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/api/me", tag = "identity",
+    responses((status = 200, description = "the caller, their enterprises and groups")))]
 pub async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     let groups: Vec<Value> = state
         .store
@@ -179,9 +198,15 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json
         .into_iter()
         .map(|(g, role): (_, GroupRole)| json!({"id": g.id, "name": g.name, "role": role}))
         .collect();
+    let enterprises: Vec<Value> = super::enterprises::visible(&state, &caller)
+        .await?
+        .into_iter()
+        .filter(|e| e.role.is_some())
+        .map(|e| json!({"id": e.id, "name": e.name, "role": e.role}))
+        .collect();
     Ok(Json(json!({
         "user": caller.user,
-        "enterprises": [],
+        "enterprises": enterprises,
         "groups": groups,
     })))
 }

@@ -9,12 +9,14 @@ use std::collections::HashSet;
 use aicarpool_core::account::AccountOwner;
 use aicarpool_core::binding::{Binding, BindingMode, BoundAccount};
 use aicarpool_core::id::is_valid_id;
-use aicarpool_core::org::GroupRole;
+use aicarpool_core::org::{Group, GroupRole};
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
+use serde_json::json;
 
-use super::caller::{require_group_role, role_at_least, Caller};
+use super::audit::{self, Scope};
+use super::caller::{group_role, require_group_role, role_at_least, Caller};
 use super::input::ValidJson;
 use super::views::BindingView;
 use crate::error::{ApiError, ApiResult};
@@ -38,6 +40,9 @@ pub struct BoundIn {
     dedicated: Option<bool>,
 }
 
+#[utoipa::path(get, path = "/api/groups/{id}/binding", tag = "binding",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "the binding (implicit when none was set)")))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -66,6 +71,9 @@ pub async fn get(
     }))
 }
 
+#[utoipa::path(put, path = "/api/groups/{id}/binding", tag = "binding",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "the binding")))]
 pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
@@ -92,7 +100,7 @@ pub async fn put(
                 "{field}.weight must be at least 1"
             )));
         }
-        check_manageable(&state, &caller, &field, &entry.account_id).await?;
+        check_manageable(&state, &caller, &group, &field, &entry.account_id).await?;
     }
     let explicit: Vec<Option<bool>> = body.accounts.iter().map(|a| a.dedicated).collect();
     let mut binding = Binding {
@@ -113,15 +121,27 @@ pub async fn put(
     check_exclusivity(&state, &binding).await?;
     state.store.put_binding(&binding).await?;
     state.gateway.invalidate_group(&group.id);
+    audit::record(
+        &state,
+        Some(caller.id()),
+        "binding.changed",
+        ("binding", &group.id),
+        Scope::Group(&group.id),
+        json!({"mode": binding.mode, "accounts": binding.accounts.iter().map(|a| &a.account_id).collect::<Vec<_>>()}),
+    )
+    .await;
     tracing::info!(group_id = %group.id, mode = ?binding.mode, accounts = binding.accounts.len(), "binding set");
     Ok(Json(BindingView::explicit(binding)))
 }
 
-/// The caller may bind an account they manage: one owned by a group where
-/// they are owner or admin (any account for a system admin).
+/// The caller may bind an account they manage (one owned by a group they
+/// administer; any for a system admin), or a pool account of the group's
+/// own enterprise. A pool account never serves a group outside its
+/// enterprise, whoever asks.
 async fn check_manageable(
     state: &AppState,
     caller: &Caller,
+    group: &Group,
     field: &str,
     id: &str,
 ) -> ApiResult<()> {
@@ -134,15 +154,21 @@ async fn check_manageable(
         return Err(unknown());
     }
     let account = state.store.account(id).await?.ok_or_else(unknown)?;
-    if caller.is_admin() {
-        return Ok(());
-    }
-    let AccountOwner::Group(owner) = &account.owner else {
-        return Err(unknown());
-    };
-    match state.store.membership(owner, caller.id()).await? {
-        Some(m) if role_at_least(m.role, GroupRole::Admin) => Ok(()),
-        _ => Err(unknown()),
+    match &account.owner {
+        AccountOwner::Enterprise(e) if group.enterprise_id.as_ref() == Some(e) => Ok(()),
+        AccountOwner::Enterprise(_) => Err(ApiError::bad_request(format!(
+            "{field}.accountId: account `{id}` belongs to another enterprise's pool"
+        ))),
+        _ if caller.is_admin() => Ok(()),
+        AccountOwner::Group(owner) => {
+            let Some(owner) = state.store.group(owner).await? else {
+                return Err(unknown());
+            };
+            match group_role(state, caller, &owner).await? {
+                Some(r) if role_at_least(r, GroupRole::Admin) => Ok(()),
+                _ => Err(unknown()),
+            }
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! Who is calling: bearer-token extraction, opaque token helpers and the
-//! group permission check every group-scoped handler goes through.
+//! permission check every handler goes through ([`authorize`]).
 
 use std::fmt;
 
@@ -16,6 +16,13 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+
+mod authorize;
+
+pub use authorize::{
+    account_role, authorize, department_role, enterprise_role, group_role, Access, Action,
+    Resource, Target,
+};
 
 /// Id of the built-in user the admin token acts as when no configured
 /// administrator exists.
@@ -224,38 +231,31 @@ pub fn role_at_least(role: GroupRole, needed: GroupRole) -> bool {
     role <= needed
 }
 
-/// The group and the caller's role in it, if the role is at least `needed`.
+/// The group and the caller's effective role in it, if that role is at
+/// least `needed` (see [`authorize`]).
 ///
-/// Not a member → 404 (the group's existence is not revealed); a member
-/// whose role is too low → 403. A system admin passes every check and acts
-/// with their own role, or as owner when not a member.
+/// No role at all → 404 (the group's existence is not revealed); a role
+/// too low → 403. A system admin passes every check, as owner; enterprise
+/// owners and admins act as owners of the enterprise's groups, department
+/// admins as admins of the groups in their departments.
 pub async fn require_group_role(
     state: &AppState,
     caller: &Caller,
     group_id: &str,
     needed: GroupRole,
 ) -> ApiResult<(Group, GroupRole)> {
-    let not_found = || ApiError::not_found("group");
-    if !is_valid_id(group_id) {
-        return Err(not_found());
-    }
-    let membership = state.store.membership(group_id, caller.id()).await?;
-    if membership.is_none() && !caller.is_admin() {
-        return Err(not_found());
-    }
-    let group = state.store.group(group_id).await?.ok_or_else(not_found)?;
-    let role = match membership {
-        Some(m) => m.role,
-        None => GroupRole::Owner,
+    let action = match needed {
+        GroupRole::Member => Action::View,
+        GroupRole::Admin => Action::Manage,
+        GroupRole::Owner => Action::Own,
     };
-    if caller.is_admin() || role_at_least(role, needed) {
-        return Ok((group, role));
+    let access = authorize(state, caller, action, Resource::Group(group_id)).await?;
+    match access.target {
+        Target::Group(g) => Ok((g, access.role)),
+        _ => Err(ApiError::internal(
+            "authorization loaded the wrong resource",
+        )),
     }
-    Err(ApiError::forbidden(format!(
-        "this needs the {} role in the group; you are {}",
-        needed.as_str(),
-        role.as_str()
-    )))
 }
 
 #[cfg(test)]

@@ -9,8 +9,12 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
 use serde::Deserialize;
+use serde_json::json;
 
-use super::caller::{require_group_role, valid_id, Caller};
+use super::audit::{self, Scope};
+use super::caller::{
+    authorize, group_role, require_group_role, valid_id, Action, Caller, Resource, Target,
+};
 use super::input::{self, double_option, ValidJson};
 use super::views::{GroupView, MemberView};
 use crate::error::{ApiError, ApiResult};
@@ -37,28 +41,30 @@ fn max_members(v: Option<u32>) -> ApiResult<Option<u32>> {
     }
 }
 
+/// Group limits may carry `perMember` (each member across their keys).
 fn limits(l: KeyLimits) -> ApiResult<KeyLimits> {
-    l.validate().map_err(ApiError::bad_request)?;
+    l.validate_group().map_err(ApiError::bad_request)?;
     Ok(l)
 }
 
+#[utoipa::path(post, path = "/api/groups", tag = "groups",
+    responses((status = 201, description = "the group; the caller is its owner")))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ValidJson(body): ValidJson<CreateGroup>,
 ) -> ApiResult<(StatusCode, Json<GroupView>)> {
-    if body.enterprise_id.is_some() || body.department_id.is_some() {
-        return Err(ApiError::bad_request(
-            "enterpriseId/departmentId: enterprise groups are not available yet",
-        ));
-    }
+    let name = input::name("name", &body.name)?;
+    let max_members = max_members(body.max_members)?;
+    let (enterprise_id, department_id) =
+        placement(&state, &caller, body.enterprise_id, body.department_id).await?;
     let now = Utc::now();
     let group = Group {
         id: new_id(),
-        name: input::name("name", &body.name)?,
-        enterprise_id: None,
-        department_id: None,
-        max_members: max_members(body.max_members)?,
+        name,
+        enterprise_id,
+        department_id,
+        max_members,
         limits: KeyLimits::default(),
         created_by: caller.id().to_owned(),
         created_at: now,
@@ -70,6 +76,15 @@ pub async fn create(
         joined_at: now,
     };
     state.store.create_group(&group, &owner).await?;
+    audit::record(
+        &state,
+        Some(caller.id()),
+        "group.created",
+        ("group", &group.id),
+        Scope::Group(&group.id),
+        json!({"name": group.name, "departmentId": group.department_id}),
+    )
+    .await;
     tracing::info!(group_id = %group.id, user_id = %caller.id(), "group created");
     Ok((
         StatusCode::CREATED,
@@ -80,7 +95,66 @@ pub async fn create(
     ))
 }
 
-/// The caller's groups; a system admin sees every group.
+/// Where a new enterprise group goes: `departmentId` alone implies its
+/// enterprise; with both they must agree. The caller must manage the
+/// department (its admins may), or the enterprise for a group outside any
+/// department. Neither: a standalone carpool group.
+async fn placement(
+    state: &AppState,
+    caller: &Caller,
+    enterprise_id: Option<String>,
+    department_id: Option<String>,
+) -> ApiResult<(Option<String>, Option<String>)> {
+    let unknown = |field: &str, id: &str| {
+        ApiError::bad_request(format!(
+            "{field}: no {} `{id}` where you can create groups",
+            if field == "enterpriseId" {
+                "enterprise"
+            } else {
+                "department"
+            }
+        ))
+    };
+    let as_field = |field: &'static str, id: String| {
+        move |e: ApiError| {
+            if e.status == StatusCode::NOT_FOUND {
+                unknown(field, &id)
+            } else {
+                e
+            }
+        }
+    };
+    match (enterprise_id, department_id) {
+        (None, None) => Ok((None, None)),
+        (e, Some(d)) => {
+            let access = authorize(state, caller, Action::Manage, Resource::Department(&d))
+                .await
+                .map_err(as_field("departmentId", d.clone()))?;
+            let Target::Department(dept) = access.target else {
+                return Err(ApiError::internal(
+                    "authorization loaded the wrong resource",
+                ));
+            };
+            if e.as_ref().is_some_and(|e| *e != dept.enterprise_id) {
+                return Err(ApiError::bad_request(
+                    "departmentId: the department belongs to another enterprise",
+                ));
+            }
+            Ok((Some(dept.enterprise_id), Some(dept.id)))
+        }
+        (Some(e), None) => {
+            authorize(state, caller, Action::Manage, Resource::Enterprise(&e))
+                .await
+                .map_err(as_field("enterpriseId", e.clone()))?;
+            Ok((Some(e), None))
+        }
+    }
+}
+
+/// The caller's groups; a system admin sees every group, enterprise staff
+/// and department admins also the groups they administer that way.
+#[utoipa::path(get, path = "/api/groups", tag = "groups",
+    responses((status = 200, description = "the groups the caller belongs to or administers")))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -98,15 +172,47 @@ pub async fn list(
             })
             .collect()
     } else {
-        mine.into_iter()
+        let mut out: Vec<GroupView> = mine
+            .into_iter()
             .map(|(group, role)| GroupView {
                 group,
                 role: Some(role),
             })
-            .collect()
+            .collect();
+        for group in enterprise_groups(&state, &caller).await? {
+            if !out.iter().any(|v| v.group.id == group.id) {
+                out.push(GroupView { group, role: None });
+            }
+        }
+        out
     };
     out.sort_by_key(|v| v.group.created_at);
     Ok(Json(out))
+}
+
+/// Groups the caller administers through an enterprise or department role.
+async fn enterprise_groups(state: &AppState, caller: &Caller) -> ApiResult<Vec<Group>> {
+    let mut enterprises: Vec<String> = state
+        .store
+        .enterprises_of_user(caller.id())
+        .await?
+        .into_iter()
+        .map(|(e, _)| e.id)
+        .collect();
+    for d in state.store.departments_administered_by(caller.id()).await? {
+        if !enterprises.contains(&d.enterprise_id) {
+            enterprises.push(d.enterprise_id);
+        }
+    }
+    let mut out = Vec::new();
+    for e in enterprises {
+        for g in state.store.groups_of_enterprise(&e).await? {
+            if group_role(state, caller, &g).await?.is_some() {
+                out.push(g);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The caller's own role, `None` for a system admin who is not a member.
@@ -122,6 +228,9 @@ async fn own_role(
         .map(|m| m.role))
 }
 
+#[utoipa::path(get, path = "/api/groups/{id}", tag = "groups",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "the group")))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -139,8 +248,15 @@ pub struct PatchGroup {
     #[serde(default, deserialize_with = "double_option")]
     max_members: Option<Option<u32>>,
     limits: Option<KeyLimits>,
+    /// Moves an enterprise group to another department of its enterprise
+    /// (`null`: out of any department).
+    #[serde(default, deserialize_with = "double_option")]
+    department_id: Option<Option<String>>,
 }
 
+#[utoipa::path(patch, path = "/api/groups/{id}", tag = "groups",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "the changed group")))]
 pub async fn patch(
     State(state): State<AppState>,
     caller: Caller,
@@ -157,6 +273,9 @@ pub async fn patch(
     if let Some(l) = body.limits {
         group.limits = limits(l)?;
     }
+    if let Some(to) = body.department_id {
+        move_group(&state, &caller, &mut group, to).await?;
+    }
     state.store.update_group(&group).await?;
     // Group limits are read by the data plane with the group's routes.
     state.gateway.invalidate_group(&group.id);
@@ -165,6 +284,36 @@ pub async fn patch(
     Ok(Json(GroupView { group, role }))
 }
 
+/// Moves `group` to department `to` of its own enterprise; the caller must
+/// manage the destination (or the enterprise, to leave every department).
+async fn move_group(
+    state: &AppState,
+    caller: &Caller,
+    group: &mut Group,
+    to: Option<String>,
+) -> ApiResult<()> {
+    let Some(enterprise_id) = group.enterprise_id.clone() else {
+        return Err(ApiError::bad_request(
+            "departmentId: a carpool group belongs to no enterprise and has no department",
+        ));
+    };
+    let (_, department_id) = placement(state, caller, Some(enterprise_id), to).await?;
+    let from = std::mem::replace(&mut group.department_id, department_id);
+    audit::record(
+        state,
+        Some(caller.id()),
+        "group.moved",
+        ("group", &group.id),
+        Scope::Group(&group.id),
+        json!({"from": from, "to": group.department_id}),
+    )
+    .await;
+    Ok(())
+}
+
+#[utoipa::path(delete, path = "/api/groups/{id}", tag = "groups",
+    params(("id" = String, Path)),
+    responses((status = 204, description = "deleted; its keys stop working at once")))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -178,6 +327,18 @@ pub async fn delete(
     state.gateway.invalidate_group(&group.id);
     // Accounts the group owned are gone from other groups' bindings too.
     state.gateway.invalidate_routes();
+    audit::record(
+        &state,
+        Some(caller.id()),
+        "group.deleted",
+        ("group", &group.id),
+        match &group.enterprise_id {
+            Some(e) => Scope::Enterprise(e),
+            None => Scope::Group(&group.id),
+        },
+        json!({"name": group.name, "keys": keys.len()}),
+    )
+    .await;
     tracing::info!(group_id = %group.id, keys = keys.len(), "group deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -189,6 +350,9 @@ pub fn forget_keys(state: &AppState, keys: &[KeyRecord]) {
     }
 }
 
+#[utoipa::path(get, path = "/api/groups/{id}/members", tag = "groups",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "the members")))]
 pub async fn members(
     State(state): State<AppState>,
     caller: Caller,
@@ -206,6 +370,9 @@ pub struct PatchMember {
     role: String,
 }
 
+#[utoipa::path(patch, path = "/api/groups/{id}/members/{user_id}", tag = "groups",
+    params(("id" = String, Path), ("user_id" = String, Path)),
+    responses((status = 200, description = "the member with the new role")))]
 pub async fn patch_member(
     State(state): State<AppState>,
     caller: Caller,
@@ -225,6 +392,15 @@ pub async fn patch_member(
         .store
         .set_member_role(&group.id, &user_id, role)
         .await?;
+    audit::record(
+        &state,
+        Some(caller.id()),
+        "member.role_changed",
+        ("user", &user_id),
+        Scope::Group(&group.id),
+        json!({"from": target.role, "to": role}),
+    )
+    .await;
     tracing::info!(group_id = %group.id, %user_id, role = role.as_str(), "member role changed");
     let user = state
         .store
@@ -246,6 +422,9 @@ async fn member(state: &AppState, group_id: &str, user_id: &str) -> ApiResult<Me
 
 /// Removes a member (owner/admin), or the caller leaves. The member's keys
 /// in the group are deleted with the membership.
+#[utoipa::path(delete, path = "/api/groups/{id}/members/{user_id}", tag = "groups",
+    params(("id" = String, Path), ("user_id" = String, Path)),
+    responses((status = 204, description = "removed; their keys are revoked")))]
 pub async fn remove_member(
     State(state): State<AppState>,
     caller: Caller,
@@ -266,6 +445,19 @@ pub async fn remove_member(
     }
     let keys = state.store.remove_member(&group.id, &user_id).await?;
     forget_keys(&state, &keys);
+    audit::record(
+        &state,
+        Some(caller.id()),
+        if leaving {
+            "member.left"
+        } else {
+            "member.removed"
+        },
+        ("user", &user_id),
+        Scope::Group(&group.id),
+        json!({"role": target.role, "keysRevoked": keys.len()}),
+    )
+    .await;
     tracing::info!(group_id = %group.id, %user_id, keys = keys.len(), "member removed");
     Ok(StatusCode::NO_CONTENT)
 }

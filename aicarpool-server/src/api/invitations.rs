@@ -10,16 +10,20 @@ use chrono::{Duration, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::audit::{self, Scope};
 use super::auth::{self, RegisterBody};
 use super::caller::{
     new_session, random_token, require_group_role, sha256_hex, Caller, MaybeCaller,
 };
 use super::input::{self, optional_json, ValidJson};
 use crate::error::{ApiError, ApiResult};
+use crate::mail::InvitationMail;
 use crate::state::AppState;
 
 const DEFAULT_HOURS: u32 = 72;
 const MAX_HOURS: u32 = 720;
+/// Largest `maxUses` of one link.
+const MAX_USES: u32 = 10_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -30,6 +34,9 @@ pub struct CreateInvitation {
     expires_in_hours: Option<u32>,
 }
 
+#[utoipa::path(post, path = "/api/groups/{id}/invitations", tag = "invitations",
+    params(("id" = String, Path)),
+    responses((status = 201, description = "the link (mailed when it names an address and SMTP is set up)")))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -47,8 +54,10 @@ pub async fn create(
         .as_deref()
         .map(|e| input::email("email", e))
         .transpose()?;
-    if body.max_uses == Some(0) {
-        return Err(ApiError::bad_request("maxUses must be at least 1"));
+    if body.max_uses.is_some_and(|n| n == 0 || n > MAX_USES) {
+        return Err(ApiError::bad_request(format!(
+            "maxUses must be between 1 and {MAX_USES}"
+        )));
     }
     let hours = body.expires_in_hours.unwrap_or(DEFAULT_HOURS);
     if hours == 0 || hours > MAX_HOURS {
@@ -72,18 +81,62 @@ pub async fn create(
     };
     state.store.create_invitation(&invitation).await?;
     tracing::info!(group_id = %group.id, invitation_id = %invitation.id, "invitation created");
+    let url = format!("{}/invite/{token}", state.config.public_url());
+    let email_sent = mail_invitation(&state, &caller, &group, &invitation, &url).await;
+    audit::record(
+        &state,
+        Some(caller.id()),
+        "invitation.created",
+        ("invitation", &invitation.id),
+        Scope::Group(&group.id),
+        json!({"role": invitation.role, "email": invitation.email, "maxUses": invitation.max_uses, "emailSent": email_sent}),
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         Json(json!({
             "id": invitation.id,
             "token": token,
-            "url": format!("{}/invite/{token}", state.config.public_url()),
+            "url": url,
             "expiresAt": invitation.expires_at,
             "maxUses": invitation.max_uses,
             "role": invitation.role,
             "email": invitation.email,
+            "emailSent": email_sent,
         })),
     ))
+}
+
+/// Mails the link when the invitation names an address and SMTP is set
+/// up; returns whether the server accepted it. A failure is logged and the
+/// link is still answered, to be shared by hand.
+async fn mail_invitation(
+    state: &AppState,
+    caller: &Caller,
+    group: &Group,
+    invitation: &Invitation,
+    url: &str,
+) -> bool {
+    let (Some(mailer), Some(to)) = (&state.mailer, &invitation.email) else {
+        return false;
+    };
+    let mail = InvitationMail {
+        to,
+        group_name: &group.name,
+        inviter: &caller.user.name,
+        url,
+        expires_at: invitation.expires_at,
+    };
+    match mailer.send_invitation(&mail).await {
+        Ok(()) => {
+            tracing::info!(invitation_id = %invitation.id, "invitation mailed");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(invitation_id = %invitation.id, error = %e, "invitation mail failed; share the link by hand");
+            false
+        }
+    }
 }
 
 /// The invitation behind `token`, with its group: 404 when unknown, 410
@@ -123,7 +176,74 @@ fn closed() -> ApiError {
     )
 }
 
+/// Public: the page an invitation link opens (`{publicUrl}/invite/{token}`).
+/// It shows the group and how to join; joining is `POST
+/// /api/invitations/{token}/accept`. Never cached: the token is in the URL.
+#[utoipa::path(get, path = "/invite/{token}", tag = "invitations",
+    params(("token" = String, Path)),
+    responses((status = 200, description = "the HTML page the invitation link opens")))]
+pub async fn page(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> axum::response::Response {
+    use axum::response::{Html, IntoResponse};
+    let (status, body) = match open_invitation(&state, &token).await {
+        Ok((inv, group)) => {
+            let inviter = state
+                .store
+                .user(&inv.created_by)
+                .await
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+                .unwrap_or_default();
+            let accept = format!(
+                "{}/api/invitations/{token}/accept",
+                state.config.public_url()
+            );
+            (
+                StatusCode::OK,
+                format!(
+                    "<h1>Join {group}</h1><p>{inviter} invites you to the carpool group \
+                     <strong>{group}</strong> as {role}. The link expires {expires}.</p>\
+                     <p>To join, send <code>POST {accept}</code> with your session token, or with \
+                     <code>{{\"email\", \"password\", \"name\"}}</code> to create an account.</p>",
+                    group = html_escape(&group.name),
+                    inviter = html_escape(&inviter),
+                    role = inv.role.as_str(),
+                    expires = inv.expires_at.format("%Y-%m-%d %H:%M UTC"),
+                    accept = html_escape(&accept),
+                ),
+            )
+        }
+        Err(e) => (
+            e.status,
+            format!("<h1>Invitation</h1><p>{}</p>", html_escape(&e.message)),
+        ),
+    };
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>AiCarpool invitation</title></head><body>{body}</body></html>"
+    );
+    (
+        status,
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        Html(html),
+    )
+        .into_response()
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
 /// Public: what the link leads to, so the page can show it before joining.
+#[utoipa::path(get, path = "/api/invitations/{token}", tag = "invitations",
+    params(("token" = String, Path)),
+    responses((status = 200, description = "public preview of the invitation")))]
 pub async fn preview(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -149,6 +269,10 @@ pub async fn preview(
 /// Joins the group: as the logged-in caller when the body has no `email`,
 /// else registers `{email, password, name}` (allowed even with sign-up
 /// disabled: the invitation is the way in).
+#[utoipa::path(post, path = "/api/invitations/{token}/accept", tag = "invitations",
+    params(("token" = String, Path)),
+    request_body(content = serde_json::Value, description = "empty when logged in, else {email, password, name}"),
+    responses((status = 200, description = "joined; a session token")))]
 pub async fn accept(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -275,6 +399,15 @@ async fn add_member(
             }
             other => other.into(),
         })?;
+    audit::record(
+        state,
+        Some(&user.id),
+        "member.added",
+        ("user", &user.id),
+        Scope::Group(&group.id),
+        json!({"role": inv.role, "invitationId": inv.id, "email": user.email}),
+    )
+    .await;
     tracing::info!(group_id = %group.id, user_id = %user.id, invitation_id = %inv.id, "member joined");
     Ok(())
 }

@@ -10,8 +10,10 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde_json::json;
 
-use super::caller::{require_group_role, role_at_least, valid_id, Caller};
+use super::audit::{self, Scope};
+use super::caller::{group_role, require_group_role, role_at_least, valid_id, Caller};
 use super::input::{self, double_option, ValidJson};
 use super::views::{key_guide, IssuedKeyView};
 use crate::error::{ApiError, ApiResult};
@@ -34,6 +36,9 @@ pub struct CreateKey {
     limits: KeyLimits,
 }
 
+#[utoipa::path(post, path = "/api/groups/{id}/keys", tag = "keys",
+    params(("id" = String, Path)),
+    responses((status = 201, description = "the key record, the key (shown once) and the set-up guide")))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -79,6 +84,15 @@ pub async fn create(
     record.key_hash = Some(key.hash());
     record.hint = key.hint();
     state.store.create_key(&record).await?;
+    audit::record(
+        &state,
+        Some(caller.id()),
+        "key.issued",
+        ("key", &record.id),
+        Scope::Group(&record.group_id),
+        json!({"name": record.name, "userId": record.user_id}),
+    )
+    .await;
     tracing::info!(key_id = %record.id, group_id = %record.group_id, user_id = %record.user_id, "key issued");
     Ok((StatusCode::CREATED, Json(issued(&state, record, &key))))
 }
@@ -126,6 +140,9 @@ fn limits(l: KeyLimits) -> ApiResult<KeyLimits> {
 }
 
 /// Owner/admin see every key of the group; a member only their own.
+#[utoipa::path(get, path = "/api/groups/{id}/keys", tag = "keys",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "keys of the group (a member sees their own)")))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -136,30 +153,32 @@ pub async fn list(
     Ok(Json(state.store.keys_of_group(&group.id, only).await?))
 }
 
-/// A key the caller may manage: their own, or any in a group where they are
-/// owner or admin. Everyone else gets 404.
+/// A key the caller may manage: their own, or any in a group they
+/// administer (through the group, its department or its enterprise).
+/// Everyone else gets 404.
 async fn visible_key(state: &AppState, caller: &Caller, id: &str) -> ApiResult<KeyRecord> {
     let not_found = || ApiError::not_found("key");
     valid_id(id, "key")?;
     let key = state.store.key(id).await?.ok_or_else(not_found)?;
-    if caller.is_admin() || key.user_id == caller.id() {
+    if key.user_id == caller.id() || manages_group(state, caller, &key.group_id).await? {
         return Ok(key);
     }
-    match state.store.membership(&key.group_id, caller.id()).await? {
-        Some(m) if role_at_least(m.role, GroupRole::Admin) => Ok(key),
-        _ => Err(not_found()),
-    }
+    Err(not_found())
 }
 
-/// Whether the caller is a system admin or owner/admin of the group.
+/// Whether the caller is a system admin or administers the group.
 async fn manages_group(state: &AppState, caller: &Caller, group_id: &str) -> ApiResult<bool> {
-    if caller.is_admin() {
-        return Ok(true);
-    }
-    let membership = state.store.membership(group_id, caller.id()).await?;
-    Ok(membership.is_some_and(|m| role_at_least(m.role, GroupRole::Admin)))
+    let Some(group) = state.store.group(group_id).await? else {
+        return Ok(caller.is_admin());
+    };
+    Ok(group_role(state, caller, &group)
+        .await?
+        .is_some_and(|r| role_at_least(r, GroupRole::Admin)))
 }
 
+#[utoipa::path(get, path = "/api/keys/{id}", tag = "keys",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "the key record")))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -181,6 +200,9 @@ pub struct PatchKey {
     limits: Option<KeyLimits>,
 }
 
+#[utoipa::path(patch, path = "/api/keys/{id}", tag = "keys",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "the changed key record")))]
 pub async fn patch(
     State(state): State<AppState>,
     caller: Caller,
@@ -222,10 +244,22 @@ pub async fn patch(
     key.updated_at = Utc::now();
     state.store.update_key(&key).await?;
     forget(&state, &key);
+    audit::record(
+        &state,
+        Some(caller.id()),
+        "key.changed",
+        ("key", &key.id),
+        Scope::Group(&key.group_id),
+        json!({"name": key.name, "userId": key.user_id, "enabled": key.enabled}),
+    )
+    .await;
     tracing::info!(key_id = %key.id, "key updated");
     Ok(Json(key))
 }
 
+#[utoipa::path(delete, path = "/api/keys/{id}", tag = "keys",
+    params(("id" = String, Path)),
+    responses((status = 204, description = "revoked at once")))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -234,11 +268,23 @@ pub async fn delete(
     let key = visible_key(&state, &caller, &id).await?;
     state.store.delete_key(&key.id).await?;
     forget(&state, &key);
+    audit::record(
+        &state,
+        Some(caller.id()),
+        "key.revoked",
+        ("key", &key.id),
+        Scope::Group(&key.group_id),
+        json!({"name": key.name, "userId": key.user_id}),
+    )
+    .await;
     tracing::info!(key_id = %key.id, "key revoked");
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// A new secret for the same key id and settings; the old one stops working.
+#[utoipa::path(post, path = "/api/keys/{id}/rotate", tag = "keys",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "a new secret for the same key")))]
 pub async fn rotate(
     State(state): State<AppState>,
     caller: Caller,
@@ -252,6 +298,15 @@ pub async fn rotate(
     record.updated_at = Utc::now();
     state.store.update_key(&record).await?;
     forget(&state, &old);
+    audit::record(
+        &state,
+        Some(caller.id()),
+        "key.rotated",
+        ("key", &record.id),
+        Scope::Group(&record.group_id),
+        json!({"name": record.name, "userId": record.user_id}),
+    )
+    .await;
     tracing::info!(key_id = %record.id, "key rotated");
     Ok(Json(issued(&state, record, &key)))
 }

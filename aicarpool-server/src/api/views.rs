@@ -149,7 +149,24 @@ pub struct IssuedKeyView {
 /// Set-up for each client the key may be used with, for this server.
 pub fn key_guide(public_url: &str, key: &str, services: &[Service]) -> Value {
     let mut guide = serde_json::Map::new();
-    if services.is_empty() || services.contains(&Service::Claude) {
+    let allows = |s: Service| services.is_empty() || services.contains(&s);
+    let proxy = format!("{public_url}/api/ai-proxy");
+    if allows(Service::Gemini) {
+        guide.insert("geminiCli".into(), gemini_cli_guide(&proxy, key));
+    }
+    if allows(Service::Openai) {
+        guide.insert("codex".into(), codex_guide(&proxy, key));
+    }
+    // The chat endpoint serves every bound service, so any key can use it.
+    guide.insert(
+        "openai".into(),
+        json!({
+            "OPENAI_BASE_URL": format!("{proxy}/v1"),
+            "OPENAI_API_KEY": key,
+            "env": format!("export OPENAI_BASE_URL={proxy}/v1\nexport OPENAI_API_KEY={key}"),
+        }),
+    );
+    if allows(Service::Claude) {
         let base = format!("{public_url}/api");
         guide.insert(
             "claudeCode".into(),
@@ -163,6 +180,40 @@ pub fn key_guide(public_url: &str, key: &str, services: &[Service]) -> Value {
         );
     }
     Value::Object(guide)
+}
+
+/// Gemini CLI: the environment and `~/.gemini/settings.json` (API-key
+/// auth, so it never asks to sign in with Google).
+fn gemini_cli_guide(proxy: &str, key: &str) -> Value {
+    json!({
+        "GOOGLE_GEMINI_BASE_URL": proxy,
+        "GEMINI_API_KEY": key,
+        "settingsPath": "~/.gemini/settings.json",
+        "settingsJson": {
+            "security": {"auth": {"selectedType": "gemini-api-key"}},
+            "privacy": {"usageStatisticsEnabled": false},
+        },
+        "env": format!("export GOOGLE_GEMINI_BASE_URL={proxy}\nexport GEMINI_API_KEY={key}"),
+    })
+}
+
+/// Codex: a custom provider speaking the Responses API, its key read from
+/// `AICARPOOL_API_KEY`.
+fn codex_guide(proxy: &str, key: &str) -> Value {
+    let config = format!(
+        "model_provider = \"aicarpool\"\n\n\
+         [model_providers.aicarpool]\n\
+         name = \"AiCarpool\"\n\
+         base_url = \"{proxy}/v1\"\n\
+         env_key = \"AICARPOOL_API_KEY\"\n\
+         wire_api = \"responses\"\n"
+    );
+    json!({
+        "configPath": "~/.codex/config.toml",
+        "configToml": config,
+        "AICARPOOL_API_KEY": key,
+        "env": format!("export AICARPOOL_API_KEY={key}"),
+    })
 }
 
 /// Usage sums with cost in USD.

@@ -181,7 +181,7 @@ async fn client_disconnect_mid_stream_still_records_usage() {
 async fn errors_are_in_anthropic_shape() {
     let mock = MockUpstream::start(UPSTREAM_KEY).await.unwrap();
     let s = spawn().await;
-    let (_, _, _, key, _) = carpool(&s, &mock.url).await;
+    let (_, _, account_id, key, _) = carpool(&s, &mock.url).await;
     let url = format!("{}/v1/messages", s.url);
 
     let check = |resp: reqwest::Response, status: u16, kind: &'static str| async move {
@@ -246,6 +246,8 @@ async fn errors_are_in_anthropic_shape() {
         "overloaded_error",
     )
     .await;
+    // The 529 cooled the only account; forget it so the 429 is the upstream's.
+    s.state.gateway.reset_account_health(&account_id);
     mock.push([Behavior::RateLimited {
         retry_after: Some(12),
         unified_reset: None,

@@ -3,5 +3,15 @@
 
 mod support;
 
+mod ai_proxy;
+mod audit;
+mod budgets;
 mod dataplane;
+mod enterprise;
+mod invitations_smtp;
+mod limits;
 mod management;
+mod oauth;
+mod openapi;
+mod permissions;
+mod routing;

@@ -837,10 +837,12 @@ async fn account_validation() {
         v
     };
     for (body, needle) in [
-        (base(json!({"platform": "gemini"})), "gemini"),
+        // Gemini and OpenAI-compatible accounts take no preset, and the
+        // latter need their base URL.
+        (base(json!({"platform": "gemini"})), "preset"),
         (
-            base(json!({"platform": "openai_compatible"})),
-            "not available yet",
+            base(json!({"platform": "openai_compatible", "preset": null})),
+            "baseUrl",
         ),
         (base(json!({"platform": "nonsense"})), "platform"),
         (base(json!({"preset": null})), "preset"),

@@ -19,8 +19,14 @@ pub async fn spawn() -> TestServer {
 }
 
 pub async fn spawn_with(config: ServeConfig) -> TestServer {
-    let state = aicarpool_server::build_state(config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    spawn_on(config, listener).await
+}
+
+/// Serves on a listener bound beforehand (so the configuration can name
+/// its address, e.g. as the public URL).
+pub async fn spawn_on(config: ServeConfig, listener: tokio::net::TcpListener) -> TestServer {
+    let state = aicarpool_server::build_state(config).await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let serve_state = state.clone();
     tokio::spawn(async move {

@@ -13,11 +13,12 @@ use super::codec::{
 };
 use super::{affected, SqliteStore};
 
-const ACCOUNT_COLS: &str = "id, name, platform, preset, base_url, owner_kind, owner_id, models, \
+pub(super) const ACCOUNT_COLS: &str =
+    "id, name, platform, preset, base_url, owner_kind, owner_id, models, \
                             model_map, priority, weight, max_concurrency, proxy, enabled, \
                             credentials, created_at, updated_at";
 
-fn account_row(row: &SqliteRow) -> StoreResult<Account> {
+pub(super) fn account_row(row: &SqliteRow) -> StoreResult<Account> {
     let owner_kind: String = get(row, "owner_kind")?;
     Ok(Account {
         id: get(row, "id")?,

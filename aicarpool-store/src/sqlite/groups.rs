@@ -13,14 +13,15 @@ use super::users::user_row;
 use super::{affected, SqliteStore};
 
 // Aliased: SQLite only promises result names for columns given `AS`.
-const GROUP_COLS: &str = "g.id AS id, g.name AS name, g.enterprise_id AS enterprise_id, \
+pub(super) const GROUP_COLS: &str =
+    "g.id AS id, g.name AS name, g.enterprise_id AS enterprise_id, \
      g.department_id AS department_id, g.max_members AS max_members, g.limits AS limits, \
      g.created_by AS created_by, g.created_at AS created_at";
 
 const INVITATION_COLS: &str = "id, group_id, token_hash, email, role, max_uses, uses, \
                                expires_at, created_by, created_at";
 
-fn group_row(row: &SqliteRow) -> StoreResult<Group> {
+pub(super) fn group_row(row: &SqliteRow) -> StoreResult<Group> {
     Ok(Group {
         id: get(row, "id")?,
         name: get(row, "name")?,

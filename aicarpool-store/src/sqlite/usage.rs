@@ -5,6 +5,7 @@ use aicarpool_core::usage::{
     UsageGroupBy, UsageQuery, UsageRecord, UsageReport, UsageRow, UsageScope, UsageTotals,
 };
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 
 use super::codec::{db_err, get, get_int, int, ms, ms_ceil};
@@ -40,6 +41,84 @@ fn totals_row(row: &SqliteRow) -> StoreResult<UsageTotals> {
         cache_read_tokens: get_int(row, "cache_read_tokens")?,
         cost_micro_usd: get(row, "cost_micro_usd")?,
         errors: get_int(row, "errors")?,
+    })
+}
+
+/// The `WHERE` condition of a scope and the values it binds.
+fn scope_filter(scope: &UsageScope) -> (&'static str, Vec<&str>) {
+    match scope {
+        UsageScope::Key(id) => ("key_id = ?", vec![id]),
+        UsageScope::User(id) => ("user_id = ?", vec![id]),
+        UsageScope::Group(id) => ("group_id = ?", vec![id]),
+        UsageScope::Account(id) => ("account_id = ?", vec![id]),
+        UsageScope::Member { group_id, user_id } => {
+            ("group_id = ? AND user_id = ?", vec![group_id, user_id])
+        }
+        UsageScope::Enterprise(id) => (
+            "group_id IN (SELECT id FROM carpool_groups WHERE enterprise_id = ?)",
+            vec![id],
+        ),
+        // The department and every department below it, as placed now.
+        UsageScope::Department(id) => (
+            "group_id IN (SELECT id FROM carpool_groups WHERE department_id IN \
+             (WITH RECURSIVE sub(id) AS (SELECT ? UNION \
+              SELECT d.id FROM departments d JOIN sub ON d.parent_id = sub.id) \
+              SELECT id FROM sub))",
+            vec![id],
+        ),
+    }
+}
+
+/// The scope's condition with numbered parameters `?1`, `?2`, ….
+fn numbered_scope_filter(scope: &UsageScope) -> (String, Vec<&str>) {
+    let (sql, ids) = scope_filter(scope);
+    let mut out = String::with_capacity(sql.len() + 4);
+    let mut n = 0;
+    for ch in sql.chars() {
+        if ch == '?' {
+            n += 1;
+            out.push_str(&format!("?{n}"));
+        } else {
+            out.push(ch);
+        }
+    }
+    (out, ids)
+}
+
+/// One set of sums per instant `i` (bound as parameter `?{first + i}`),
+/// named with the suffix `_{i}`.
+fn since_columns(n: usize, first: usize) -> String {
+    let mut cols = Vec::with_capacity(n);
+    for i in 0..n {
+        let p = first + i;
+        let when = |expr: &str, name: &str| {
+            format!("COALESCE(SUM(CASE WHEN at >= ?{p} THEN {expr} END), 0) AS {name}_{i}")
+        };
+        cols.push(format!(
+            "COALESCE(SUM(at >= ?{p}), 0) AS requests_{i}, {}, {}, {}, {}, {}, \
+             COALESCE(SUM(at >= ?{p} AND status >= 400), 0) AS errors_{i}",
+            when("input_tokens", "input_tokens"),
+            when("output_tokens", "output_tokens"),
+            when(
+                "cache_write_5m_tokens + cache_write_1h_tokens",
+                "cache_write_tokens"
+            ),
+            when("cache_read_tokens", "cache_read_tokens"),
+            when("cost_micro_usd", "cost_micro_usd"),
+        ));
+    }
+    cols.join(",\n")
+}
+
+fn since_totals(row: &SqliteRow, i: usize) -> StoreResult<UsageTotals> {
+    Ok(UsageTotals {
+        requests: get_int(row, &format!("requests_{i}"))?,
+        input_tokens: get_int(row, &format!("input_tokens_{i}"))?,
+        output_tokens: get_int(row, &format!("output_tokens_{i}"))?,
+        cache_write_tokens: get_int(row, &format!("cache_write_tokens_{i}"))?,
+        cache_read_tokens: get_int(row, &format!("cache_read_tokens_{i}"))?,
+        cost_micro_usd: get(row, &format!("cost_micro_usd_{i}"))?,
+        errors: get_int(row, &format!("errors_{i}"))?,
     })
 }
 
@@ -92,15 +171,10 @@ impl UsageStore for SqliteStore {
     }
 
     async fn usage_report(&self, query: &UsageQuery) -> StoreResult<UsageReport> {
-        let (column, id) = match &query.scope {
-            UsageScope::Key(id) => ("key_id", id),
-            UsageScope::User(id) => ("user_id", id),
-            UsageScope::Group(id) => ("group_id", id),
-            UsageScope::Account(id) => ("account_id", id),
-        };
+        let (scope_sql, ids) = scope_filter(&query.scope);
         // Stored times are whole milliseconds; rounding the bounds up keeps
         // `from` inclusive and `to` exclusive exactly.
-        let mut filter = format!("{column} = ?");
+        let mut filter = scope_sql.to_owned();
         let mut bounds = Vec::new();
         if let Some(from) = query.from {
             filter.push_str(" AND at >= ?");
@@ -118,7 +192,10 @@ impl UsageStore for SqliteStore {
                 bucket_sql(g)
             ),
         };
-        let mut q = sqlx::query(&sql).bind(id);
+        let mut q = sqlx::query(&sql);
+        for id in ids {
+            q = q.bind(id);
+        }
         for b in bounds {
             q = q.bind(b);
         }
@@ -145,5 +222,32 @@ impl UsageStore for SqliteStore {
             });
         }
         Ok(report)
+    }
+
+    /// Every instant's sums in one pass over the scope's rows (the
+    /// `(scope, at)` indexes narrow it to the scope).
+    async fn usage_since(
+        &self,
+        scope: &UsageScope,
+        since: &[DateTime<Utc>],
+    ) -> StoreResult<Vec<UsageTotals>> {
+        if since.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The scope's ids are ?1.., the instants follow.
+        let (filter, ids) = numbered_scope_filter(scope);
+        let sql = format!(
+            "SELECT {} FROM usage_records WHERE {filter}",
+            since_columns(since.len(), ids.len() + 1)
+        );
+        let mut q = sqlx::query(&sql);
+        for id in ids {
+            q = q.bind(id);
+        }
+        for t in since {
+            q = q.bind(ms_ceil(*t));
+        }
+        let row = q.fetch_one(&self.pool).await.map_err(db_err)?;
+        (0..since.len()).map(|i| since_totals(&row, i)).collect()
     }
 }

@@ -1,0 +1,162 @@
+//! Dispatch: try the router's candidates until one answers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::Response;
+
+use super::exchange::{RequestContext, Wire};
+use super::{failover, relay, GatewayBody, GatewayError, Inner};
+use crate::account::Protocol;
+use crate::provider::{retry_after, ResponseClass};
+use crate::router::{Outcome, Report, RouteRequest, Tally};
+
+/// Tries the planned candidates until one answers: at most
+/// `max_attempts`, none started after the request's deadline, each one
+/// reported to the router. Returns the account id of the last attempt
+/// along with an error.
+pub(super) async fn dispatch(
+    inner: &Arc<Inner>,
+    ctx: &RequestContext,
+    wire: &dyn Wire,
+) -> Result<Response<GatewayBody>, (GatewayError, Option<String>)> {
+    let table = inner
+        .route_table(&ctx.key.group_id)
+        .await
+        .map_err(|e| (e, None))?;
+    let max_attempts = inner.config.max_attempts.max(1);
+    // Only conversations bind accounts; `count_tokens` calls do not.
+    let session = ctx
+        .session
+        .filter(|_| ctx.metered)
+        .map(|s| s.scoped(&ctx.key.id));
+    // The first protocol, in the wire's order, with an account serving
+    // the model: the group's binding and the model decide.
+    let protocol = wire
+        .upstreams()
+        .iter()
+        .copied()
+        .find(|p| table.candidates.iter().any(|c| c.serves(*p, &ctx.model)));
+    let Some(protocol) = protocol else {
+        return Err((unserved(ctx, wire, &table.candidates), None));
+    };
+    let request = RouteRequest {
+        group_id: &ctx.key.group_id,
+        key_id: &ctx.key.id,
+        protocol,
+        model: &ctx.model,
+        session,
+        // Spares for accounts found busy at attempt time.
+        max_candidates: max_attempts + 2,
+    };
+    let plan = inner.router.plan(&request, &table.candidates);
+    let leg = wire.leg(protocol, ctx).map_err(|e| (e, None))?;
+
+    let deadline = failover::deadline(&ctx.headers, &inner.config, ctx.started);
+    let mut tally = Tally::from_held_back(&plan.held_back);
+    let mut last_message: Option<String> = None;
+    let mut last_account = None;
+    let mut attempts = 0;
+    let mut out_of_time = false;
+    for candidate in &plan.candidates {
+        if attempts >= max_attempts {
+            break;
+        }
+        let timeout = inner
+            .config
+            .first_byte_timeout
+            .min(deadline.saturating_duration_since(Instant::now()));
+        if timeout.is_zero() {
+            out_of_time = true;
+            break;
+        }
+        let account_id = candidate.account.account.id.as_str();
+        let Some(lease) = candidate.account.try_lease() else {
+            tally.busy();
+            continue;
+        };
+        // Checked again now: it may have cooled since the plan, and a
+        // half-open account takes one probe at a time.
+        let Some(permit) = inner.router.begin(account_id) else {
+            tally.busy();
+            continue;
+        };
+        attempts += 1;
+        last_account = Some(account_id.to_owned());
+        let attempt_started = Instant::now();
+        let call = leg.send(inner, ctx, &candidate.account);
+        let resp = match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(resp)) => resp,
+            failed => {
+                let reason = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "the upstream did not answer in time".to_owned(),
+                };
+                tracing::warn!(account_id, error = %reason, "upstream attempt failed");
+                let outcome = Outcome::Failed {
+                    status: None,
+                    reason: reason.clone(),
+                };
+                tally.attempt(&outcome, None);
+                inner.router.report(&Report::new(account_id, outcome));
+                last_message = Some(reason);
+                continue;
+            }
+        };
+        let class = ResponseClass::of(resp.status());
+        let outcome = failover::outcome(class, resp.status(), attempt_started.elapsed());
+        let report = Report::new(account_id, outcome)
+            .headers(resp.headers())
+            .session(session);
+        inner.router.report(&report);
+        drop(permit);
+        if !class.fails_over() {
+            return Ok(relay::respond(inner, ctx, &*leg, candidate, lease, resp).await);
+        }
+        tally.attempt(&report.outcome, retry_after(resp.headers()));
+        let status = resp.status().as_u16();
+        let text = relay::read_bounded(resp, 8192).await;
+        let message = relay::error_message(&text);
+        tracing::warn!(account_id, status, %message, "upstream refused; trying the next account");
+        last_message = Some(message);
+    }
+    Err((
+        failover::refusal(&tally, last_message.as_deref(), out_of_time),
+        last_account,
+    ))
+}
+
+/// Why no account of the group can take the request at all.
+fn unserved(
+    ctx: &RequestContext,
+    wire: &dyn Wire,
+    candidates: &[crate::router::Candidate],
+) -> GatewayError {
+    if candidates.is_empty() {
+        return GatewayError::Unavailable("no upstream account is bound to this group".into());
+    }
+    let speaks = |p: Protocol| {
+        candidates
+            .iter()
+            .any(|c| c.account.account.platform.protocol() == p)
+    };
+    if wire.upstreams().iter().any(|p| speaks(*p)) {
+        return GatewayError::NotFound(format!(
+            "no account of this group serves model `{}`",
+            ctx.model
+        ));
+    }
+    let kinds: Vec<&str> = wire.upstreams().iter().map(|p| platforms(*p)).collect();
+    GatewayError::NotFound(format!(
+        "no account of this group can serve this API (it needs an account of platform {})",
+        kinds.join(", or ")
+    ))
+}
+
+fn platforms(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Anthropic => "claude_api, claude_oauth or anthropic_compatible",
+        Protocol::Gemini => "gemini",
+        Protocol::Openai => "openai_compatible",
+    }
+}

@@ -1,0 +1,265 @@
+//! What every protocol's request path shares: authenticate, check the
+//! key's policy, admit under member limits, dispatch over the router's
+//! plan, relay and settle — once, for Anthropic, Gemini and OpenAI alike.
+//!
+//! A protocol path only reads its request ([`Inbound`]) and says how it
+//! reaches accounts ([`Wire`]): which account protocols may serve it, and
+//! for the one chosen, a [`Leg`] that sends each attempt and reads the
+//! answer (passed through, or translated into the client's protocol).
+
+use std::future::Future;
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, Response, StatusCode};
+
+use super::{admission, dispatch, GatewayBody, GatewayError, Inner, MAX_BODY_BYTES};
+use crate::account::Protocol;
+use crate::key::{KeyRecord, KeyRefusal, Service};
+use crate::limit::Permit;
+use crate::provider::ProviderError;
+use crate::router::session::SessionId;
+use crate::router::RoutableAccount;
+use crate::stream::tap::StreamTap;
+use crate::usage::{Accuracy, Usage};
+
+/// An attempt on its way to an upstream.
+pub(super) type SendFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<reqwest::Response, ProviderError>> + Send + 'a>>;
+
+/// How a request is carried to accounts of one upstream protocol, and
+/// how their answers come back.
+pub(super) trait Leg: Send + Sync {
+    /// Sends one attempt to `account`.
+    fn send<'a>(
+        &'a self,
+        inner: &'a Inner,
+        ctx: &'a RequestContext,
+        account: &'a Arc<RoutableAccount>,
+    ) -> SendFuture<'a>;
+
+    /// What a streamed answer goes through on its way to the client.
+    fn tap(&self, ctx: &RequestContext) -> Box<dyn StreamTap>;
+
+    /// A whole answer (success or the client's own error): its usage, and
+    /// the bytes the client gets.
+    fn whole(
+        &self,
+        ctx: &RequestContext,
+        status: StatusCode,
+        body: Bytes,
+    ) -> (Option<Usage>, Bytes);
+}
+
+/// A client protocol's view of one request.
+pub(super) trait Wire: Send + Sync {
+    /// Account protocols that may serve the request, most fitting first;
+    /// the first one with an account serving the model is used.
+    fn upstreams(&self) -> &[Protocol];
+
+    /// The leg to accounts of `upstream`; a 400 when the request cannot be
+    /// carried there.
+    fn leg(&self, upstream: Protocol, ctx: &RequestContext) -> Result<Box<dyn Leg>, GatewayError>;
+}
+
+/// What a protocol path read from its request.
+pub(super) struct Inbound {
+    pub model: String,
+    /// Where the `model` value sits in the body, when it is there (not in
+    /// the URL), for rewriting it in place.
+    pub model_span: Option<Range<usize>>,
+    /// The output bound the client set, for the limit reservation.
+    pub max_tokens: Option<u64>,
+    pub session: Option<SessionId>,
+    /// The service the key must allow.
+    pub service: Service,
+    pub wire: Box<dyn Wire>,
+}
+
+/// The protocol path a request came in on.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PathKind {
+    /// Errors are written in this protocol.
+    pub client: Protocol,
+    /// Counted against limits and recorded (not so `count_tokens`).
+    pub metered: bool,
+}
+
+/// An admitted request on its way upstream.
+pub(super) struct RequestContext {
+    pub key: Arc<KeyRecord>,
+    pub client: Protocol,
+    pub model: String,
+    model_span: Option<Range<usize>>,
+    pub metered: bool,
+    pub started: Instant,
+    pub headers: HeaderMap,
+    pub query: Option<String>,
+    pub body: Bytes,
+    /// The conversation, for sticky sessions (scoped to the key when routed).
+    pub session: Option<SessionId>,
+    /// The member-limit permit, until the relay takes it into the
+    /// settlement; released on drop if the request ends without an answer.
+    permit: Mutex<Option<Permit>>,
+}
+
+impl RequestContext {
+    /// Takes the member-limit permit (once) for settlement.
+    pub(super) fn take_permit(&self) -> Option<Permit> {
+        self.permit.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// The body for `account`: unchanged, or with only `model` replaced
+    /// when the account maps it.
+    pub(super) fn body_for(&self, account: &RoutableAccount) -> Bytes {
+        let upstream = account.account.upstream_model(&self.model);
+        let Some(span) = self.model_span.clone().filter(|_| upstream != self.model) else {
+            return self.body.clone();
+        };
+        let replacement = serde_json::Value::from(upstream).to_string();
+        let mut out = Vec::with_capacity(self.body.len() + replacement.len());
+        out.extend_from_slice(&self.body[..span.start]);
+        out.extend_from_slice(replacement.as_bytes());
+        out.extend_from_slice(&self.body[span.end..]);
+        Bytes::from(out)
+    }
+}
+
+/// Serves one request of a protocol path: `read` parses the body (given
+/// the key, so it can weigh the services the key allows).
+pub(super) async fn serve(
+    inner: &Arc<Inner>,
+    path: PathKind,
+    req: http::Request<Bytes>,
+    started: Instant,
+    read: impl FnOnce(&KeyRecord, &HeaderMap, &Bytes) -> Result<Inbound, GatewayError>,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    let (parts, body) = req.into_parts();
+    if body.len() > MAX_BODY_BYTES {
+        return Err(GatewayError::TooLarge);
+    }
+    let key = inner.authenticate(&parts.headers, &parts.uri).await?;
+    let inbound = read(&key, &parts.headers, &body)
+        .and_then(|i| check_policy(&key, &parts.headers, &i).map(|()| i));
+    let inbound = match inbound {
+        Ok(i) => i,
+        Err(e) => {
+            if path.metered {
+                inner
+                    .record_failure(&key, failed(&e, None, ""), started)
+                    .await;
+            }
+            return Err(e);
+        }
+    };
+    let permit = if path.metered {
+        let reserve = admission::reservation(inner, &inbound.model, body.len(), inbound.max_tokens);
+        match inner.admit_limits(&key, reserve).await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                let f = failed(&e, None, &inbound.model);
+                inner.record_failure(&key, f, started).await;
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
+    let ctx = RequestContext {
+        key,
+        client: path.client,
+        model: inbound.model,
+        model_span: inbound.model_span,
+        metered: path.metered,
+        started,
+        headers: parts.headers,
+        query: parts.uri.query().map(str::to_owned),
+        body,
+        session: inbound.session,
+        permit: Mutex::new(permit),
+    };
+    match dispatch::dispatch(inner, &ctx, &*inbound.wire).await {
+        Ok(resp) => Ok(resp),
+        Err((e, account_id)) => {
+            if path.metered {
+                let f = failed(&e, account_id, &ctx.model);
+                inner.record_failure(&ctx.key, f, started).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The key's own policy: enabled, not expired, the service, the model and
+/// the client allowed.
+fn check_policy(key: &KeyRecord, headers: &HeaderMap, i: &Inbound) -> Result<(), GatewayError> {
+    let user_agent = headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    key.check(chrono::Utc::now(), i.service, Some(&i.model), user_agent)
+        .map_err(|refusal| match refusal {
+            KeyRefusal::Disabled | KeyRefusal::Expired(_) => {
+                GatewayError::Authentication(refusal.to_string())
+            }
+            _ => GatewayError::Permission(refusal.to_string()),
+        })
+}
+
+/// The service whose accounts speak `protocol`.
+pub(super) fn service_of(protocol: Protocol) -> Service {
+    match protocol {
+        Protocol::Anthropic => Service::Claude,
+        Protocol::Gemini => Service::Gemini,
+        Protocol::Openai => Service::Openai,
+    }
+}
+
+/// A request that ended in a gateway error, for the usage record.
+pub(super) struct Failed<'a> {
+    pub error: &'a GatewayError,
+    pub account_id: Option<String>,
+    pub model: &'a str,
+}
+
+fn failed<'a>(error: &'a GatewayError, account_id: Option<String>, model: &'a str) -> Failed<'a> {
+    Failed {
+        error,
+        account_id,
+        model,
+    }
+}
+
+impl Inner {
+    /// Records a request that got no upstream answer.
+    pub(super) async fn record_failure(
+        &self,
+        key: &KeyRecord,
+        failed: Failed<'_>,
+        started: Instant,
+    ) {
+        self.record(
+            key,
+            failed.model,
+            failed.model,
+            failed.account_id,
+            Usage::default(),
+            failed.error.status().as_u16(),
+            Accuracy::Exact,
+            started,
+        )
+        .await;
+    }
+}
+
+/// The client's headers minus everything of its own protocol: what a
+/// translated request carries upstream (its User-Agent only).
+pub(super) fn translated_headers(client: &HeaderMap) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Some(ua) = client.get(http::header::USER_AGENT) {
+        h.insert(http::header::USER_AGENT, ua.clone());
+    }
+    h
+}
