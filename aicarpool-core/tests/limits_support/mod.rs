@@ -3,6 +3,9 @@
 //! clock and prices the test chooses.
 #![allow(dead_code)]
 
+#[path = "../common/carpool.rs"]
+mod carpool;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,10 +16,9 @@ use aicarpool_core::id::new_id;
 use aicarpool_core::key::{KeyRecord, MemberKey, Service};
 use aicarpool_core::limit::{Clock, InMemoryLimiter, Limiter, StoreBaseline, SystemClock};
 use aicarpool_core::limits::KeyLimits;
-use aicarpool_core::org::{Group, GroupRole, Membership, User};
 use aicarpool_core::pricing::Pricing;
 use aicarpool_core::secret::{MasterKey, Sealer};
-use aicarpool_core::store::{AccountStore, GroupStore, KeyStore, MemoryStore, UserStore};
+use aicarpool_core::store::{AccountStore, KeyStore, MemoryStore};
 use aicarpool_core::usage::{UsageRecord, UsageWriterConfig};
 use aicarpool_testkit::{MockUpstream, MockUsage};
 use bytes::Bytes;
@@ -97,32 +99,7 @@ pub async fn team(setup: Setup) -> Team {
     let store = Arc::new(MemoryStore::new());
     let sealer = Sealer::new(&MasterKey::generate());
     let now = chrono::Utc::now();
-    let user = User {
-        id: new_id(),
-        email: format!("{}@example.com", new_id().to_lowercase()),
-        name: "Member".into(),
-        password_hash: String::new(),
-        is_system_admin: false,
-        created_at: now,
-    };
-    store.create_user(&user).await.unwrap();
-    let group = Group {
-        id: new_id(),
-        name: "carpool".into(),
-        enterprise_id: None,
-        department_id: None,
-        max_members: None,
-        limits: setup.group.clone(),
-        created_by: user.id.clone(),
-        created_at: now,
-    };
-    let owner = Membership {
-        group_id: group.id.clone(),
-        user_id: user.id.clone(),
-        role: GroupRole::Owner,
-        joined_at: now,
-    };
-    store.create_group(&group, &owner).await.unwrap();
+    let (user, group) = carpool::owner_and_group(&store, setup.group.clone()).await;
     let account_id = new_id();
     let account = Account {
         id: account_id.clone(),

@@ -2,6 +2,9 @@
 //! token endpoint, for the OAuth tests.
 #![allow(dead_code)]
 
+#[path = "../common/carpool.rs"]
+mod carpool;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,11 +13,8 @@ use aicarpool_core::gateway::{Gateway, GatewayBody, GatewayConfig};
 use aicarpool_core::id::new_id;
 use aicarpool_core::key::{KeyRecord, MemberKey, Service};
 use aicarpool_core::oauth::{ClaudeOAuthConfig, TokenManagerConfig};
-use aicarpool_core::org::{Group, GroupRole, Membership, User};
 use aicarpool_core::secret::{MasterKey, Sealed, Sealer};
-use aicarpool_core::store::{
-    AccountStore, CredentialStore, DynStore, GroupStore, KeyStore, MemoryStore, UserStore,
-};
+use aicarpool_core::store::{AccountStore, CredentialStore, DynStore, KeyStore, MemoryStore};
 use aicarpool_testkit::{fixtures, MockOAuth, MockUpstream};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -89,32 +89,7 @@ pub async fn harness(setup: Setup) -> Harness {
     let store = Arc::new(MemoryStore::new());
     let sealer = Sealer::new(&MasterKey::generate());
     let now = chrono::Utc::now();
-    let user = User {
-        id: new_id(),
-        email: format!("{}@example.com", new_id().to_lowercase()),
-        name: "Member".into(),
-        password_hash: String::new(),
-        is_system_admin: false,
-        created_at: now,
-    };
-    store.create_user(&user).await.unwrap();
-    let group = Group {
-        id: new_id(),
-        name: "carpool".into(),
-        enterprise_id: None,
-        department_id: None,
-        max_members: None,
-        limits: Default::default(),
-        created_by: user.id.clone(),
-        created_at: now,
-    };
-    let owner = Membership {
-        group_id: group.id.clone(),
-        user_id: user.id.clone(),
-        role: GroupRole::Owner,
-        joined_at: now,
-    };
-    store.create_group(&group, &owner).await.unwrap();
+    let (user, group) = carpool::owner_and_group(&store, Default::default()).await;
     let id = new_id();
     let creds = if setup.platform == Platform::ClaudeOauth {
         Credentials {

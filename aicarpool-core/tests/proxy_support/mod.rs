@@ -2,6 +2,9 @@
 //! `/api/ai-proxy` tests: one member key, accounts on mock upstreams.
 #![allow(dead_code)]
 
+#[path = "../common/carpool.rs"]
+mod carpool;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +14,8 @@ use aicarpool_core::binding::{Binding, BindingMode, BoundAccount};
 use aicarpool_core::gateway::{Gateway, GatewayBody, GatewayConfig};
 use aicarpool_core::id::new_id;
 use aicarpool_core::key::{KeyRecord, MemberKey, Service};
-use aicarpool_core::org::{Group, GroupRole, Membership, User};
 use aicarpool_core::secret::{MasterKey, Sealer};
-use aicarpool_core::store::{AccountStore, GroupStore, KeyStore, MemoryStore, UserStore};
+use aicarpool_core::store::{AccountStore, KeyStore, MemoryStore};
 use aicarpool_core::usage::{UsageRecord, UsageWriterConfig};
 use aicarpool_testkit::fixtures::CapturedRequest;
 use bytes::Bytes;
@@ -83,32 +85,7 @@ pub async fn harness_with(accounts: Vec<Spec>, key: impl FnOnce(&mut KeyRecord))
     let store = Arc::new(MemoryStore::new());
     let sealer = Sealer::new(&MasterKey::generate());
     let now = chrono::Utc::now();
-    let user = User {
-        id: new_id(),
-        email: format!("{}@example.com", new_id().to_lowercase()),
-        name: "Member".into(),
-        password_hash: String::new(),
-        is_system_admin: false,
-        created_at: now,
-    };
-    store.create_user(&user).await.unwrap();
-    let group = Group {
-        id: new_id(),
-        name: "carpool".into(),
-        enterprise_id: None,
-        department_id: None,
-        max_members: None,
-        limits: Default::default(),
-        created_by: user.id.clone(),
-        created_at: now,
-    };
-    let owner = Membership {
-        group_id: group.id.clone(),
-        user_id: user.id.clone(),
-        role: GroupRole::Owner,
-        joined_at: now,
-    };
-    store.create_group(&group, &owner).await.unwrap();
+    let (user, group) = carpool::owner_and_group(&store, Default::default()).await;
     let mut account_ids = Vec::new();
     for (i, spec) in accounts.into_iter().enumerate() {
         let id = new_id();
