@@ -56,6 +56,7 @@ mod error;
 mod exchange;
 mod failover;
 mod gemini;
+mod invalidation;
 mod messages;
 mod models;
 mod openai;
@@ -66,6 +67,7 @@ mod routes;
 mod routing;
 
 pub use error::GatewayError;
+pub use invalidation::{Invalidation, InvalidationBus};
 pub use paths::AI_PROXY_PREFIX;
 use routes::RouteTable;
 pub use routing::{AccountHealthReport, LastErrorView, UnifiedWindowView, WindowView};
@@ -167,6 +169,8 @@ struct Inner {
     /// Bumped by every invalidation, so a lookup that raced a write does
     /// not put a stale entry back into a cache.
     cache_generation: AtomicU64,
+    /// Tells the other instances what a write here made stale.
+    invalidation_bus: Option<Arc<dyn InvalidationBus>>,
     /// In-flight counters by account id; they outlive route-table reloads.
     in_flight: Mutex<HashMap<String, Arc<AtomicU32>>>,
     /// Open streams, so shutdown can wait for them to settle.
@@ -187,6 +191,7 @@ pub struct GatewayBuilder {
     limiter: Option<Arc<dyn Limiter>>,
     claude_oauth: ClaudeOAuthConfig,
     token_refresh: TokenManagerConfig,
+    invalidation_bus: Option<Arc<dyn InvalidationBus>>,
 }
 
 impl GatewayBuilder {
@@ -228,6 +233,13 @@ impl GatewayBuilder {
     /// When OAuth tokens are refreshed (default: 5 minutes ahead).
     pub fn token_refresh(mut self, config: TokenManagerConfig) -> Self {
         self.token_refresh = config;
+        self
+    }
+
+    /// Publishes every cache invalidation to the other instances sharing
+    /// the store (default: none, one instance).
+    pub fn invalidation_bus(mut self, bus: Arc<dyn InvalidationBus>) -> Self {
+        self.invalidation_bus = Some(bus);
         self
     }
 
@@ -285,6 +297,7 @@ impl GatewayBuilder {
                 openai: OpenAiProvider::new(clients.clone()),
                 oauth: ClaudeOAuth::new(oauth_config, clients, tokens),
                 cache_generation: AtomicU64::new(0),
+                invalidation_bus: self.invalidation_bus,
                 in_flight: Mutex::default(),
                 streams: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
@@ -332,6 +345,7 @@ impl Gateway {
             limiter: None,
             claude_oauth: ClaudeOAuthConfig::default(),
             token_refresh: TokenManagerConfig::default(),
+            invalidation_bus: None,
         }
     }
 
@@ -364,17 +378,47 @@ impl Gateway {
         GatewayError::TooLarge.into_response(paths::protocol_of(uri.path()))
     }
 
-    /// Forgets a cached key so the next request sees the store.
+    /// Forgets a cached key so the next request sees the store, here and
+    /// (with an invalidation bus) on every other instance.
     pub fn invalidate_key(&self, hash: &KeyHash) {
-        self.inner.cache_generation.fetch_add(1, Ordering::AcqRel);
-        self.inner.keys.invalidate(hash);
+        self.invalidate(Invalidation::Key(*hash));
     }
 
-    /// Forgets a group's cached binding and accounts.
+    /// Forgets a group's cached binding, accounts and limits.
     pub fn invalidate_group(&self, group_id: &str) {
-        self.inner.cache_generation.fetch_add(1, Ordering::AcqRel);
-        self.inner.routes.invalidate(group_id);
-        self.inner.admission.forget_group(group_id);
+        self.invalidate(Invalidation::Group(group_id.to_owned()));
+    }
+
+    /// Forgets every cached routing table (an account changed).
+    pub fn invalidate_routes(&self) {
+        self.invalidate(Invalidation::Routes);
+    }
+
+    fn invalidate(&self, event: Invalidation) {
+        self.apply_invalidation(&event);
+        if let Some(bus) = &self.inner.invalidation_bus {
+            bus.publish(&event);
+        }
+    }
+
+    /// Drops what `event` made stale from this instance's caches only:
+    /// for invalidations received from other instances.
+    pub fn apply_invalidation(&self, event: &Invalidation) {
+        let inner = &self.inner;
+        inner.cache_generation.fetch_add(1, Ordering::AcqRel);
+        match event {
+            Invalidation::Key(hash) => inner.keys.invalidate(hash),
+            Invalidation::Group(id) => {
+                inner.routes.invalidate(id);
+                inner.admission.forget_group(id);
+            }
+            Invalidation::Routes => inner.routes.invalidate_all(),
+            Invalidation::All => {
+                inner.keys.invalidate_all();
+                inner.routes.invalidate_all();
+                inner.admission.forget_all_groups();
+            }
+        }
     }
 
     /// Claude OAuth: the configured endpoints, code exchange and the
@@ -391,12 +435,6 @@ impl Gateway {
     /// The limiter enforcing member limits (for reports of current use).
     pub fn limiter(&self) -> &Arc<dyn Limiter> {
         self.inner.admission.limiter()
-    }
-
-    /// Forgets every cached routing table (an account changed).
-    pub fn invalidate_routes(&self) {
-        self.inner.cache_generation.fetch_add(1, Ordering::AcqRel);
-        self.inner.routes.invalidate_all();
     }
 
     /// Makes a minimal real call with the account's credentials.
@@ -442,6 +480,7 @@ impl Gateway {
             inner.streams.wait().await;
         }
         inner.usage.shutdown().await;
+        inner.admission.limiter().flush().await;
     }
 }
 

@@ -37,8 +37,9 @@ pub use calendar::{Bounds, Calendar, Clock, ManualClock, SystemClock, Window};
 /// The time zone type limits take (re-exported so embedders need not
 /// depend on `chrono-tz` themselves).
 pub use chrono_tz::Tz;
-pub use memory::InMemoryLimiter;
+pub use memory::{keep_longest, InMemoryLimiter};
 pub use remaining::{Headroom, Remaining};
+pub use state::window_limits;
 
 /// Who a limit applies to. The order of the variants is the order in
 /// which a request's scopes are locked, so admission cannot deadlock.
@@ -282,6 +283,10 @@ pub trait Limiter: Send + Sync + fmt::Debug {
     /// The current counters of `scope` (loaded from the usage store if the
     /// limiter has not seen it yet).
     async fn usage(&self, scope: &Scope) -> Result<ScopeUsage, AdmitError>;
+
+    /// Waits until settlements still on their way to a shared backend have
+    /// arrived (at shutdown). Counters in this process need nothing.
+    async fn flush(&self) {}
 }
 
 /// What a limiter keeps for one admitted request.

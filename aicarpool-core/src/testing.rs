@@ -24,6 +24,7 @@ mod credentials;
 mod enterprise;
 mod groups;
 mod keys;
+pub mod limiter;
 mod usage;
 mod usage_since;
 mod users;

@@ -21,3 +21,16 @@ async fn suite_can_run_twice_on_one_store() {
     testing::run_all(&store).await;
     testing::run_all(&store).await;
 }
+
+#[tokio::test]
+async fn in_memory_limiter_conforms() {
+    use std::sync::Arc;
+
+    use aicarpool_core::limit::{InMemoryLimiter, Limiter};
+    use aicarpool_core::testing::limiter::{run_all, LimiterSetup};
+
+    run_all(|s: LimiterSetup| async move {
+        Arc::new(InMemoryLimiter::with_clock(s.baseline, s.tz, s.clock)) as Arc<dyn Limiter>
+    })
+    .await;
+}

@@ -58,6 +58,11 @@ impl Admission {
     pub(super) fn forget_group(&self, group_id: &str) {
         self.groups.invalidate(group_id);
     }
+
+    /// Drops every group's cached limits.
+    pub(super) fn forget_all_groups(&self) {
+        self.groups.invalidate_all();
+    }
 }
 
 /// The upper bound a request reserves: its body as input, `max_tokens` as

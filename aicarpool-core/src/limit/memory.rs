@@ -134,8 +134,10 @@ impl Shared {
     }
 }
 
-/// The longer wait wins; `None` (never) is the longest.
-fn keep_longest(current: Option<Refusal>, next: Refusal) -> Refusal {
+/// Of the refusals of several scopes, the one reported: the longer wait
+/// wins, `None` (never) is the longest, and on a tie the earlier scope.
+/// Public so that limiters outside this crate choose alike.
+pub fn keep_longest(current: Option<Refusal>, next: Refusal) -> Refusal {
     match current {
         Some(cur) => match (cur.retry_after, next.retry_after) {
             (None, _) => cur,

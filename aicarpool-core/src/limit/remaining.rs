@@ -36,7 +36,9 @@ pub struct Headroom {
 }
 
 impl Headroom {
-    pub(super) fn new(
+    /// The room under `limit` once `used` is counted (never below zero).
+    /// Public so that limiters outside this crate report headroom alike.
+    pub fn new(
         scope: &'static str,
         window: Option<Window>,
         limit: u64,
@@ -70,20 +72,22 @@ fn offer(slot: &mut Option<Headroom>, h: Headroom) {
     }
 }
 
+/// Each `offer_*` keeps the headroom with less room left, so a limiter
+/// offers every scope's headroom and the tightest one is reported.
 impl Remaining {
-    pub(super) fn offer_requests(&mut self, h: Headroom) {
+    pub fn offer_requests(&mut self, h: Headroom) {
         offer(&mut self.requests, h);
     }
-    pub(super) fn offer_tokens(&mut self, h: Headroom) {
+    pub fn offer_tokens(&mut self, h: Headroom) {
         offer(&mut self.tokens, h);
     }
-    pub(super) fn offer_concurrency(&mut self, h: Headroom) {
+    pub fn offer_concurrency(&mut self, h: Headroom) {
         offer(&mut self.concurrency, h);
     }
-    pub(super) fn offer_quota_tokens(&mut self, h: Headroom) {
+    pub fn offer_quota_tokens(&mut self, h: Headroom) {
         offer(&mut self.quota_tokens, h);
     }
-    pub(super) fn offer_quota_cost(&mut self, h: Headroom) {
+    pub fn offer_quota_cost(&mut self, h: Headroom) {
         offer(&mut self.quota_cost, h);
     }
 

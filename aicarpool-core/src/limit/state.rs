@@ -125,7 +125,9 @@ fn cost_limit(usd: f64) -> u64 {
     u64::try_from(KeyLimits::micro_usd(usd)).unwrap_or(0)
 }
 
-fn window_limits(limits: &KeyLimits, w: Window) -> (u64, u64) {
+/// The token and cost (micro-USD) limits of window `w`; zero is none.
+/// Public so that limiters outside this crate read limits alike.
+pub fn window_limits(limits: &KeyLimits, w: Window) -> (u64, u64) {
     let (t, c) = (&limits.tokens, &limits.cost_usd);
     match w {
         Window::Daily => (t.daily, cost_limit(c.daily)),
