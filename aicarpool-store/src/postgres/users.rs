@@ -1,0 +1,123 @@
+//! Users and login sessions.
+
+use aicarpool_core::org::{Session, User};
+use aicarpool_core::store::{StoreResult, UserStore};
+use async_trait::async_trait;
+use sqlx::postgres::PgRow;
+
+use super::codec::{db_err, get, get_time, ms};
+use super::PostgresStore;
+
+pub(super) const USER_COLS: &str = "id, email, name, password_hash, is_system_admin, created_at";
+
+/// Reads a user from columns named as in [`USER_COLS`], each prefixed
+/// with `prefix` (for joins).
+pub(super) fn user_row(row: &PgRow, prefix: &str) -> StoreResult<User> {
+    let col = |c: &str| format!("{prefix}{c}");
+    Ok(User {
+        id: get(row, &col("id"))?,
+        email: get(row, &col("email"))?,
+        name: get(row, &col("name"))?,
+        password_hash: get(row, &col("password_hash"))?,
+        is_system_admin: get(row, &col("is_system_admin"))?,
+        created_at: get_time(row, &col("created_at"))?,
+    })
+}
+
+fn session_row(row: &PgRow) -> StoreResult<Session> {
+    Ok(Session {
+        token_hash: get(row, "token_hash")?,
+        user_id: get(row, "user_id")?,
+        created_at: get_time(row, "created_at")?,
+        expires_at: get_time(row, "expires_at")?,
+    })
+}
+
+#[async_trait]
+impl UserStore for PostgresStore {
+    async fn create_user(&self, user: &User) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO users (id, email, name, password_hash, is_system_admin, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&user.id)
+        .bind(&user.email)
+        .bind(&user.name)
+        .bind(&user.password_hash)
+        .bind(user.is_system_admin)
+        .bind(ms(user.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn user(&self, id: &str) -> StoreResult<Option<User>> {
+        let sql = format!("SELECT {USER_COLS} FROM users WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| user_row(&r, "")).transpose()
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        // Emails are stored lower-cased, so the unique index serves this.
+        let sql = format!("SELECT {USER_COLS} FROM users WHERE email = $1");
+        let row = sqlx::query(&sql)
+            .bind(email.to_lowercase())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| user_row(&r, "")).transpose()
+    }
+
+    async fn count_users(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(u64::try_from(n).unwrap_or_default())
+    }
+
+    async fn create_session(&self, session: &Session) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (token_hash) DO UPDATE SET
+                 user_id = excluded.user_id,
+                 created_at = excluded.created_at,
+                 expires_at = excluded.expires_at",
+        )
+        .bind(&session.token_hash)
+        .bind(&session.user_id)
+        .bind(ms(session.created_at))
+        .bind(ms(session.expires_at))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn session(&self, token_hash: &str) -> StoreResult<Option<Session>> {
+        let row = sqlx::query(
+            "SELECT token_hash, user_id, created_at, expires_at FROM sessions
+             WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.map(|r| session_row(&r)).transpose()
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+}
