@@ -17,13 +17,29 @@ pub struct ServeConfig {
     #[arg(long, env = "AICARPOOL_LISTEN", default_value = "127.0.0.1:4000")]
     pub listen: SocketAddr,
 
-    /// Database URL (`sqlite://path.db`).
+    /// Database URL: `sqlite://path.db` (one instance) or
+    /// `postgres://user:pass@host/db` (several instances sharing one database).
     #[arg(
         long = "database",
         env = "AICARPOOL_DATABASE_URL",
-        default_value = "sqlite://aicarpool.db"
+        default_value = "sqlite://aicarpool.db",
+        hide_env_values = true
     )]
     pub database_url: String,
+
+    /// PostgreSQL schema to keep AiCarpool's tables in (created if
+    /// missing); default: the connection's search path (`public`).
+    #[arg(long, env = "AICARPOOL_DATABASE_SCHEMA")]
+    pub database_schema: Option<String>,
+
+    /// Redis URL (`redis://host:6379`) for member-limit counters shared by
+    /// several instances. Without it, counters live in this process.
+    #[arg(long = "redis", env = "AICARPOOL_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of this deployment's keys and channel in Redis (default `aicp:`).
+    #[arg(long, env = "AICARPOOL_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
 
     /// URL members use to reach this server (for key set-up guides and
     /// invitation links). Defaults to `http://<listen>`.
@@ -114,6 +130,9 @@ impl ServeConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url: "sqlite::memory:".into(),
+            database_schema: None,
+            redis_url: None,
+            redis_prefix: None,
             public_url: Some("http://127.0.0.1:4000".into()),
             admin_token: Some(admin_token.into()),
             admin_email: None,

@@ -9,17 +9,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aicarpool_core::gateway::Gateway;
-use aicarpool_core::limit::{InMemoryLimiter, StoreBaseline};
 use aicarpool_core::pricing::Pricing;
 use aicarpool_core::secret::{MasterKey, Sealer};
-use aicarpool_core::store::DynStore;
-use aicarpool_store::SqliteStore;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use axum::Router;
 use tower_http::trace::TraceLayer;
 
 pub mod api;
+pub mod backend;
 pub mod config;
 pub mod dataplane;
 pub mod error;
@@ -33,26 +31,26 @@ pub use state::AppState;
 /// Opens the database, loads the master key, builds the gateway and creates
 /// the configured administrator.
 pub async fn build_state(config: ServeConfig) -> anyhow::Result<AppState> {
-    let store: DynStore = Arc::new(
-        SqliteStore::connect(&config.database_url)
-            .await
-            .with_context(|| format!("opening database {}", config.database_url))?,
-    );
+    // The key first: a shared database without one must not even be opened.
     let master_key = load_master_key(&config)?;
+    let store = backend::open_store(&config).await?;
     let sealer = Sealer::new(&master_key);
     let pricing = match &config.prices {
         Some(path) => Pricing::embedded_with_file(path).context("AICARPOOL_PRICES")?,
         None => Pricing::embedded(),
     };
-    // Counters of member limits are rebuilt from the usage records, so a
-    // restart resets nobody's spend.
-    let limiter = InMemoryLimiter::new(Arc::new(StoreBaseline(store.clone())), config.timezone);
-    let gateway = Gateway::builder(store.clone(), sealer.clone())
+    let limiter = backend::limiter(&config, &store).await?;
+    let shared_caches = backend::SharedCaches::connect(&config).await?;
+    let mut gateway = Gateway::builder(store.clone(), sealer.clone())
         .pricing(pricing)
-        .limiter(Arc::new(limiter))
+        .limiter(limiter)
         .claude_oauth(config.claude_oauth.config())
-        .token_refresh(config.claude_oauth.token_refresh())
-        .build();
+        .token_refresh(config.claude_oauth.token_refresh());
+    if let Some(bus) = shared_caches.bus() {
+        gateway = gateway.invalidation_bus(bus);
+    }
+    let gateway = gateway.build();
+    shared_caches.listen(&gateway);
     let mailer = config
         .smtp_url
         .as_deref()
@@ -140,8 +138,16 @@ fn load_master_key(config: &ServeConfig) -> anyhow::Result<MasterKey> {
     if let Some(b64) = &config.master_key {
         return MasterKey::from_base64(b64).context("AICARPOOL_MASTER_KEY");
     }
+    let shared_database =
+        backend::DatabaseKind::of(&config.database_url)? == backend::DatabaseKind::Postgres;
     let path = match (&config.master_key_file, database_file(&config.database_url)) {
         (Some(p), _) => p.clone(),
+        // A throw-away key would leave the credentials in a shared database
+        // unreadable after a restart and to every other instance.
+        (None, _) if shared_database => anyhow::bail!(
+            "a PostgreSQL database needs AICARPOOL_MASTER_KEY or AICARPOOL_MASTER_KEY_FILE, \
+             the same on every instance"
+        ),
         (None, Some(db)) => {
             let mut name = db.into_os_string();
             name.push(".key");

@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 
 use aicarpool_core::id::new_id;
 use aicarpool_core::org::{GroupRole, User};
+use aicarpool_core::store::{StoreError, StoreResult};
 use anyhow::Context;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -239,11 +240,11 @@ pub async fn bootstrap(state: &AppState) -> anyhow::Result<()> {
             is_system_admin: true,
             created_at: Utc::now(),
         };
-        store
-            .create_user(&user)
-            .await
-            .context("creating the system administrator")?;
-        tracing::info!(user_id = %user.id, %email, "created the system administrator");
+        if created_unless_raced(store.create_user(&user).await)
+            .context("creating the system administrator")?
+        {
+            tracing::info!(user_id = %user.id, %email, "created the system administrator");
+        }
     }
     if cfg.admin_token.is_some() && system.is_none() {
         let configured = super::caller::admin_token_user(state)
@@ -259,12 +260,22 @@ pub async fn bootstrap(state: &AppState) -> anyhow::Result<()> {
                 is_system_admin: true,
                 created_at: Utc::now(),
             };
-            store
-                .create_user(&user)
-                .await
-                .context("creating the built-in system user")?;
-            tracing::info!("created the built-in system user for the admin token");
+            if created_unless_raced(store.create_user(&user).await)
+                .context("creating the built-in system user")?
+            {
+                tracing::info!("created the built-in system user for the admin token");
+            }
         }
     }
     Ok(())
+}
+
+/// `true` when the user was created; `false` when another instance
+/// starting on the same database created it first.
+fn created_unless_raced(created: StoreResult<()>) -> StoreResult<bool> {
+    match created {
+        Ok(()) => Ok(true),
+        Err(StoreError::Conflict(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
 }

@@ -13,11 +13,11 @@ use serde_json::{json, Value};
 
 use crate::support::{spawn, TestServer, ADMIN_TOKEN};
 
-const UPSTREAM_KEY: &str = "sk-ant-limits-account";
+pub(crate) const UPSTREAM_KEY: &str = "sk-ant-limits-account";
 
 /// A group with one account on `upstream` and one key for its owner;
 /// returns (owner token, group id, member key, key id).
-async fn carpool(s: &TestServer, upstream: &str) -> (String, String, String, String) {
+pub(crate) async fn carpool(s: &TestServer, upstream: &str) -> (String, String, String, String) {
     let email = format!(
         "limits-{}@example.com",
         aicarpool_core::id::new_id().to_lowercase()
@@ -64,7 +64,7 @@ async fn message(s: &TestServer, key: &str, model: &str) -> reqwest::Response {
 
 /// Waits until the key's report counts `n` requests (the writer flushes
 /// every 200 ms).
-async fn report_with(s: &TestServer, token: &str, query: &str, n: u64) -> Value {
+pub(crate) async fn report_with(s: &TestServer, token: &str, query: &str, n: u64) -> Value {
     let mut last = Value::Null;
     for _ in 0..100 {
         let (status, body) = s.get(&format!("/api/usage?{query}"), token).await;

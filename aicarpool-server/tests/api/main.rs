@@ -8,6 +8,7 @@ mod audit;
 mod budgets;
 mod dataplane;
 mod enterprise;
+mod instances;
 mod invitations_smtp;
 mod limits;
 mod management;

@@ -1,0 +1,214 @@
+//! Two server instances behind one load balancer: one PostgreSQL database,
+//! one Redis, one master key. What one instance creates the other serves;
+//! a member's budget and requests per minute hold across both.
+//!
+//! The databases come from `AICARPOOL_TEST_POSTGRES_URL` and
+//! `AICARPOOL_TEST_REDIS_URL`; without them the tests say they were skipped.
+
+use std::time::Duration;
+
+use aicarpool_core::pricing::Pricing;
+use aicarpool_server::ServeConfig;
+use aicarpool_testkit::{Behavior, MockUpstream};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::limits::{carpool, report_with, UPSTREAM_KEY};
+use crate::support::{spawn_with, TestServer, ADMIN_TOKEN};
+
+const MODEL: &str = "claude-sonnet-4-5";
+
+/// Two instances sharing a fresh schema and a fresh Redis prefix, or
+/// `None` when the services are not configured.
+async fn two_instances() -> Option<(TestServer, TestServer)> {
+    let (Ok(postgres), Ok(redis)) = (
+        std::env::var("AICARPOOL_TEST_POSTGRES_URL"),
+        std::env::var("AICARPOOL_TEST_REDIS_URL"),
+    ) else {
+        eprintln!(
+            "skipped: AICARPOOL_TEST_POSTGRES_URL and AICARPOOL_TEST_REDIS_URL are not both set"
+        );
+        return None;
+    };
+    let run = aicarpool_core::id::new_id().to_lowercase();
+    let config = ServeConfig {
+        database_url: postgres,
+        database_schema: Some(format!("instances_{run}")),
+        redis_url: Some(redis),
+        redis_prefix: Some(format!("aicp-test:{run}:")),
+        ..ServeConfig::for_tests(ADMIN_TOKEN)
+    };
+    // Started together: migrations and schema creation race like a
+    // rolling deploy's.
+    let (a, b) = tokio::join!(spawn_with(config.clone()), spawn_with(config));
+    Some((a, b))
+}
+
+/// A prompt long enough that the reservation (body bytes / 4 at the input
+/// price, plus `max_tokens` of output) covers what the mock bills.
+fn request() -> Value {
+    json!({"model": MODEL, "max_tokens": 64,
+           "messages": [{"role": "user", "content": "x".repeat(6_000)}]})
+}
+
+async fn send(s: &TestServer, key: &str, body: &Value) -> StatusCode {
+    s.http
+        .post(format!("{}/v1/messages", s.url))
+        .header("x-api-key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// A report's total cost in micro-USD.
+fn micro_usd(report: &Value) -> i64 {
+    (report["totals"]["costUsd"].as_f64().unwrap() * 1e6).round() as i64
+}
+
+async fn set_key_limits(s: &TestServer, token: &str, key_id: &str, limits: Value) {
+    let (status, body) = s
+        .patch(
+            &format!("/api/keys/{key_id}"),
+            token,
+            json!({ "limits": limits }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_made_on_one_instance_is_limited_on_both() {
+    let Some((a, b)) = two_instances().await else {
+        return;
+    };
+    let mock = MockUpstream::start(UPSTREAM_KEY).await.unwrap();
+    let (token, _group, key, key_id) = carpool(&a, &mock.url).await;
+    set_key_limits(&a, &token, &key_id, json!({"requestsPerMinute": 4})).await;
+
+    // Two requests on each instance use the minute up; both then refuse.
+    let body = request();
+    for s in [&a, &b, &a, &b] {
+        assert_eq!(send(s, &key, &body).await, StatusCode::OK);
+    }
+    assert_eq!(send(&a, &key, &body).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(send(&b, &key, &body).await, StatusCode::TOO_MANY_REQUESTS);
+
+    // Usage written by both instances is one report, seen from either:
+    // four answers and the two refusals.
+    let from_b = report_with(&b, &token, &format!("scope=key&id={key_id}"), 6).await;
+    let from_a = report_with(&a, &token, &format!("scope=key&id={key_id}"), 6).await;
+    assert_eq!(from_a["totals"], from_b["totals"]);
+    assert_eq!(from_a["totals"]["errors"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_on_two_instances_never_overspend_one_budget() {
+    let Some((a, b)) = two_instances().await else {
+        return;
+    };
+    let mock = MockUpstream::start(UPSTREAM_KEY).await.unwrap();
+    let (token, _group, key, key_id) = carpool(&a, &mock.url).await;
+
+    // What one request costs, measured, and what it reserves. (On the
+    // instance that changes the limits next: the other has not cached the
+    // key yet, so it sees the budget at once too.)
+    let body = request();
+    assert_eq!(send(&a, &key, &body).await, StatusCode::OK);
+    let one = report_with(&a, &token, &format!("scope=key&id={key_id}"), 1).await;
+    let per_request = micro_usd(&one);
+    assert!(per_request > 0, "{one}");
+    let body_len = body.to_string().len() as u64;
+    let reservation = Pricing::embedded().reservation_micro_usd(MODEL, body_len.div_ceil(4), 64);
+    assert!(reservation >= per_request, "{reservation} < {per_request}");
+
+    // A total budget of about 20 more requests.
+    let budget = 21 * per_request;
+    set_key_limits(
+        &a,
+        &token,
+        &key_id,
+        json!({"costUsd": {"total": budget as f64 / 1e6}}),
+    )
+    .await;
+    mock.push((0..200).map(|_| Behavior::Slow(Duration::from_millis(2))));
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let instance = if i % 2 == 0 { &a } else { &b };
+        let (http, url) = (instance.http.clone(), instance.url.clone());
+        let (key, body) = (key.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            http.post(format!("{url}/v1/messages"))
+                .header("x-api-key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    let mut accepted = 0u64;
+    for task in tasks {
+        match task.await.unwrap() {
+            StatusCode::OK => accepted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    // Then one at a time, alternating, until the budget refuses: what is
+    // left is used.
+    let mut sequential = 0u64;
+    loop {
+        let instance = if sequential % 2 == 0 { &b } else { &a };
+        match send(instance, &key, &body).await {
+            StatusCode::OK => sequential += 1,
+            StatusCode::TOO_MANY_REQUESTS => break,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    // The measuring request, the burst, the sequential ones and the final
+    // refusal, all in one report.
+    let recorded = 1 + 200 + sequential + 1;
+    let report = report_with(&b, &token, &format!("scope=key&id={key_id}"), recorded).await;
+    let answered = recorded - report["totals"]["errors"].as_u64().unwrap();
+    assert_eq!(answered, 1 + accepted + sequential);
+    let spent = micro_usd(&report);
+    println!(
+        "two instances: budget {budget} µ$; 200 concurrent requests: accepted {accepted}; \
+         then {sequential} sequential; spent {spent} µ$ (one request {per_request} µ$, \
+         largest reservation {reservation} µ$)"
+    );
+    assert!(accepted >= 1);
+    assert!(
+        spent <= budget + reservation,
+        "overspent: {spent} > {budget} + {reservation}"
+    );
+    assert!(spent >= budget, "the budget is usable to its end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_on_one_instance_stops_on_the_other_at_once() {
+    let Some((a, b)) = two_instances().await else {
+        return;
+    };
+    let mock = MockUpstream::start(UPSTREAM_KEY).await.unwrap();
+    let (token, _group, key, key_id) = carpool(&a, &mock.url).await;
+    let body = request();
+    // B has the key in its cache now (kept for minutes without a bus).
+    assert_eq!(send(&b, &key, &body).await, StatusCode::OK);
+
+    let (status, _) = a.delete(&format!("/api/keys/{key_id}"), &token).await;
+    assert!(status.is_success(), "{status}");
+    // Pub/sub is asynchronous: B learns of the revocation within moments.
+    let mut refused = false;
+    for _ in 0..50 {
+        if send(&b, &key, &body).await == StatusCode::UNAUTHORIZED {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "the revoked key still works on the other instance");
+    assert_eq!(send(&a, &key, &body).await, StatusCode::UNAUTHORIZED);
+}
