@@ -18,9 +18,18 @@ use crate::support::{spawn_with, TestServer, ADMIN_TOKEN};
 
 const MODEL: &str = "claude-sonnet-4-5";
 
-/// Two instances sharing a fresh schema and a fresh Redis prefix, or
-/// `None` when the services are not configured.
-async fn two_instances() -> Option<(TestServer, TestServer)> {
+/// Two instances sharing a fresh schema and a fresh Redis prefix.
+struct Shared {
+    a: TestServer,
+    b: TestServer,
+    postgres: String,
+    schema: String,
+    redis: String,
+    prefix: String,
+}
+
+/// Starts two instances, or `None` when the services are not configured.
+async fn two_instances() -> Option<Shared> {
     let (Ok(postgres), Ok(redis)) = (
         std::env::var("AICARPOOL_TEST_POSTGRES_URL"),
         std::env::var("AICARPOOL_TEST_REDIS_URL"),
@@ -31,17 +40,50 @@ async fn two_instances() -> Option<(TestServer, TestServer)> {
         return None;
     };
     let run = aicarpool_core::id::new_id().to_lowercase();
+    let (schema, prefix) = (format!("instances_{run}"), format!("aicp-test:{run}:"));
     let config = ServeConfig {
-        database_url: postgres,
-        database_schema: Some(format!("instances_{run}")),
-        redis_url: Some(redis),
-        redis_prefix: Some(format!("aicp-test:{run}:")),
+        database_url: postgres.clone(),
+        database_schema: Some(schema.clone()),
+        redis_url: Some(redis.clone()),
+        redis_prefix: Some(prefix.clone()),
         ..ServeConfig::for_tests(ADMIN_TOKEN)
     };
     // Started together: migrations and schema creation race like a
     // rolling deploy's.
     let (a, b) = tokio::join!(spawn_with(config.clone()), spawn_with(config));
-    Some((a, b))
+    Some(Shared {
+        a,
+        b,
+        postgres,
+        schema,
+        redis,
+        prefix,
+    })
+}
+
+impl Shared {
+    /// Drops the schema and the Redis keys of this run.
+    async fn clean_up(self) {
+        let pool = sqlx::PgPool::connect(&self.postgres).await.unwrap();
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
+            .execute(&pool)
+            .await
+            .unwrap();
+        let client = redis::Client::open(self.redis.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(keys)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
 }
 
 /// A prompt long enough that the reservation (body bytes / 4 at the input
@@ -80,43 +122,46 @@ async fn set_key_limits(s: &TestServer, token: &str, key_id: &str, limits: Value
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_made_on_one_instance_is_limited_on_both() {
-    let Some((a, b)) = two_instances().await else {
+    let Some(shared) = two_instances().await else {
         return;
     };
+    let (a, b) = (&shared.a, &shared.b);
     let mock = MockUpstream::start(UPSTREAM_KEY).await.unwrap();
-    let (token, _group, key, key_id) = carpool(&a, &mock.url).await;
-    set_key_limits(&a, &token, &key_id, json!({"requestsPerMinute": 4})).await;
+    let (token, _group, key, key_id) = carpool(a, &mock.url).await;
+    set_key_limits(a, &token, &key_id, json!({"requestsPerMinute": 4})).await;
 
     // Two requests on each instance use the minute up; both then refuse.
     let body = request();
-    for s in [&a, &b, &a, &b] {
+    for s in [a, b, a, b] {
         assert_eq!(send(s, &key, &body).await, StatusCode::OK);
     }
-    assert_eq!(send(&a, &key, &body).await, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(send(&b, &key, &body).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(send(a, &key, &body).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(send(b, &key, &body).await, StatusCode::TOO_MANY_REQUESTS);
 
     // Usage written by both instances is one report, seen from either:
     // four answers and the two refusals.
-    let from_b = report_with(&b, &token, &format!("scope=key&id={key_id}"), 6).await;
-    let from_a = report_with(&a, &token, &format!("scope=key&id={key_id}"), 6).await;
+    let from_b = report_with(b, &token, &format!("scope=key&id={key_id}"), 6).await;
+    let from_a = report_with(a, &token, &format!("scope=key&id={key_id}"), 6).await;
     assert_eq!(from_a["totals"], from_b["totals"]);
     assert_eq!(from_a["totals"]["errors"], 2);
+    shared.clean_up().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_on_two_instances_never_overspend_one_budget() {
-    let Some((a, b)) = two_instances().await else {
+    let Some(shared) = two_instances().await else {
         return;
     };
+    let (a, b) = (&shared.a, &shared.b);
     let mock = MockUpstream::start(UPSTREAM_KEY).await.unwrap();
-    let (token, _group, key, key_id) = carpool(&a, &mock.url).await;
+    let (token, _group, key, key_id) = carpool(a, &mock.url).await;
 
     // What one request costs, measured, and what it reserves. (On the
     // instance that changes the limits next: the other has not cached the
     // key yet, so it sees the budget at once too.)
     let body = request();
-    assert_eq!(send(&a, &key, &body).await, StatusCode::OK);
-    let one = report_with(&a, &token, &format!("scope=key&id={key_id}"), 1).await;
+    assert_eq!(send(a, &key, &body).await, StatusCode::OK);
+    let one = report_with(a, &token, &format!("scope=key&id={key_id}"), 1).await;
     let per_request = micro_usd(&one);
     assert!(per_request > 0, "{one}");
     let body_len = body.to_string().len() as u64;
@@ -126,7 +171,7 @@ async fn concurrent_requests_on_two_instances_never_overspend_one_budget() {
     // A total budget of about 20 more requests.
     let budget = 21 * per_request;
     set_key_limits(
-        &a,
+        a,
         &token,
         &key_id,
         json!({"costUsd": {"total": budget as f64 / 1e6}}),
@@ -135,7 +180,7 @@ async fn concurrent_requests_on_two_instances_never_overspend_one_budget() {
     mock.push((0..200).map(|_| Behavior::Slow(Duration::from_millis(2))));
     let mut tasks = Vec::new();
     for i in 0..200 {
-        let instance = if i % 2 == 0 { &a } else { &b };
+        let instance = if i % 2 == 0 { a } else { b };
         let (http, url) = (instance.http.clone(), instance.url.clone());
         let (key, body) = (key.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
@@ -160,7 +205,7 @@ async fn concurrent_requests_on_two_instances_never_overspend_one_budget() {
     // left is used.
     let mut sequential = 0u64;
     loop {
-        let instance = if sequential % 2 == 0 { &b } else { &a };
+        let instance = if sequential % 2 == 0 { b } else { a };
         match send(instance, &key, &body).await {
             StatusCode::OK => sequential += 1,
             StatusCode::TOO_MANY_REQUESTS => break,
@@ -170,7 +215,7 @@ async fn concurrent_requests_on_two_instances_never_overspend_one_budget() {
     // The measuring request, the burst, the sequential ones and the final
     // refusal, all in one report.
     let recorded = 1 + 200 + sequential + 1;
-    let report = report_with(&b, &token, &format!("scope=key&id={key_id}"), recorded).await;
+    let report = report_with(b, &token, &format!("scope=key&id={key_id}"), recorded).await;
     let answered = recorded - report["totals"]["errors"].as_u64().unwrap();
     assert_eq!(answered, 1 + accepted + sequential);
     let spent = micro_usd(&report);
@@ -185,30 +230,33 @@ async fn concurrent_requests_on_two_instances_never_overspend_one_budget() {
         "overspent: {spent} > {budget} + {reservation}"
     );
     assert!(spent >= budget, "the budget is usable to its end");
+    shared.clean_up().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_revoked_on_one_instance_stops_on_the_other_at_once() {
-    let Some((a, b)) = two_instances().await else {
+    let Some(shared) = two_instances().await else {
         return;
     };
+    let (a, b) = (&shared.a, &shared.b);
     let mock = MockUpstream::start(UPSTREAM_KEY).await.unwrap();
-    let (token, _group, key, key_id) = carpool(&a, &mock.url).await;
+    let (token, _group, key, key_id) = carpool(a, &mock.url).await;
     let body = request();
     // B has the key in its cache now (kept for minutes without a bus).
-    assert_eq!(send(&b, &key, &body).await, StatusCode::OK);
+    assert_eq!(send(b, &key, &body).await, StatusCode::OK);
 
     let (status, _) = a.delete(&format!("/api/keys/{key_id}"), &token).await;
     assert!(status.is_success(), "{status}");
     // Pub/sub is asynchronous: B learns of the revocation within moments.
     let mut refused = false;
     for _ in 0..50 {
-        if send(&b, &key, &body).await == StatusCode::UNAUTHORIZED {
+        if send(b, &key, &body).await == StatusCode::UNAUTHORIZED {
             refused = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(refused, "the revoked key still works on the other instance");
-    assert_eq!(send(&a, &key, &body).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(send(a, &key, &body).await, StatusCode::UNAUTHORIZED);
+    shared.clean_up().await;
 }
