@@ -11,7 +11,12 @@
 //!   quota, the group a monthly budget;
 //! - `admission/admit_settle_unlimited`: the same for a member with no
 //!   limits anywhere (no counters are kept);
-//! - `admission/reservation_estimate`: pricing the upper bound alone.
+//! - `admission/reservation_estimate`: pricing the upper bound alone;
+//! - with `AICARPOOL_TEST_REDIS_URL` set: `admission/redis_admit_settle_typical`,
+//!   the typical case on the `RedisLimiter` several instances share (the
+//!   admission script, then the settlement awaited), next to
+//!   `admission/redis_ping`, one bare round trip to the same Redis: the
+//!   baseline the limiter's cost is read against.
 //!
 //! The clock moves 50 ms per request, so the rolling minute holds ~1,200
 //! admissions, as a busy group would; no limit is ever reached.
@@ -27,6 +32,7 @@ use aicarpool_core::limit::{
 use aicarpool_core::limits::KeyLimits;
 use aicarpool_core::pricing::Pricing;
 use aicarpool_core::usage::Usage;
+use aicarpool_store::RedisLimiter;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 const MODEL: &str = "claude-sonnet-4-5";
@@ -74,7 +80,7 @@ fn usage() -> Usage {
 
 /// Estimate, admit, settle: one request's limit work.
 async fn one_request(
-    limiter: &InMemoryLimiter,
+    limiter: &dyn Limiter,
     pricing: &Pricing,
     scopes: &[Scope; 3],
     limits: &[KeyLimits; 3],
@@ -97,6 +103,8 @@ async fn one_request(
     black_box(permit.remaining());
     let u = usage();
     permit.settle(Spend::of(&u, pricing.cost_micro_usd(MODEL, &u)));
+    // A shared limiter settles in the background; count that round trip.
+    limiter.flush().await;
 }
 
 fn admission_benches(c: &mut Criterion) {
@@ -149,7 +157,63 @@ fn admission_benches(c: &mut Criterion) {
     group.bench_function("reservation_estimate", |b| {
         b.iter(|| pricing.reservation_micro_usd(black_box(MODEL), black_box(19_000), 32_000));
     });
+
+    if let Ok(url) = std::env::var("AICARPOOL_TEST_REDIS_URL") {
+        redis_benches(&mut group, &rt, &url, &pricing, &scopes);
+    } else {
+        eprintln!("admission/redis_*: skipped, AICARPOOL_TEST_REDIS_URL is not set");
+    }
     group.finish();
+}
+
+fn redis_benches(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    pricing: &Pricing,
+    scopes: &[Scope; 3],
+) {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = rt
+        .block_on(client.get_multiplexed_async_connection())
+        .unwrap();
+    group.bench_function("redis_ping", |b| {
+        b.to_async(rt).iter(|| {
+            let mut conn = conn.clone();
+            async move {
+                let _: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+            }
+        });
+    });
+
+    let prefix = format!("aicp-bench:{}:", aicarpool_core::id::new_id());
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let limiter = rt
+        .block_on(RedisLimiter::connect(url, Arc::new(NoBaseline), Tz::UTC))
+        .unwrap()
+        .with_clock(clock.clone())
+        .with_prefix(prefix.clone());
+    let typical = typical_limits();
+    group.bench_function("redis_admit_settle_typical", |b| {
+        b.to_async(rt).iter(|| {
+            clock.advance(chrono::Duration::milliseconds(50));
+            one_request(&limiter, pricing, scopes, &typical)
+        });
+    });
+
+    // Every key has a TTL; removing them now keeps the Redis tidy.
+    let keys: Vec<String> = rt
+        .block_on(
+            redis::cmd("KEYS")
+                .arg(format!("{prefix}*"))
+                .query_async(&mut conn),
+        )
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = rt
+            .block_on(redis::cmd("DEL").arg(keys).query_async(&mut conn))
+            .unwrap();
+    }
 }
 
 criterion_group!(benches, admission_benches);
