@@ -33,6 +33,9 @@ pub enum StoreError {
     /// A uniqueness rule was broken (duplicate email, id, …).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A size limit would be exceeded (a full group, …).
+    #[error("limit reached: {0}")]
+    LimitReached(String),
     /// The backend failed (I/O, connection, corrupt row).
     #[error("storage backend: {0}")]
     Backend(String),
@@ -70,8 +73,16 @@ pub trait GroupStore: Send + Sync {
 
     /// The groups `user_id` belongs to, with the role held in each.
     async fn groups_of_user(&self, user_id: &str) -> StoreResult<Vec<(Group, GroupRole)>>;
-    /// Fails with `Conflict` when the user is already a member.
-    async fn add_member(&self, membership: &Membership) -> StoreResult<()>;
+    /// Adds the membership unless the group already has `max_members`
+    /// members (the owner counts), checked and inserted atomically so
+    /// concurrent joins cannot overfill the group. Fails with `Conflict`
+    /// when the user is already a member, else with `LimitReached` when the
+    /// group is full.
+    async fn add_member(
+        &self,
+        membership: &Membership,
+        max_members: Option<u32>,
+    ) -> StoreResult<()>;
     async fn membership(&self, group_id: &str, user_id: &str) -> StoreResult<Option<Membership>>;
     /// Members with their user records, oldest first.
     async fn members(&self, group_id: &str) -> StoreResult<Vec<(Membership, User)>>;
@@ -90,6 +101,9 @@ pub trait GroupStore: Send + Sync {
     /// Atomically counts one use if the invitation is still open at `now`;
     /// returns whether it was.
     async fn use_invitation(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// Gives back one use counted by `use_invitation`, for a join refused
+    /// after it; never below zero, and a no-op for an unknown id.
+    async fn release_invitation_use(&self, id: &str) -> StoreResult<()>;
 }
 
 /// Upstream accounts and group bindings.

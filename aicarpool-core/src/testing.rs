@@ -36,7 +36,9 @@ pub use enterprise::{
     enterprise_groups_and_pool, enterprise_member, enterprises, events, setup_enterprise,
     usage_by_organization,
 };
-pub use groups::{groups, invitations, invitations_concurrent, members};
+pub use groups::{
+    groups, invitations, invitations_concurrent, members, members_concurrent, members_limit,
+};
 pub use keys::{delete_group_cascades, keys};
 pub use usage::{usage, usage_record};
 pub use usage_since::usage_since;
@@ -64,6 +66,8 @@ pub async fn run_all<S: Store + ?Sized>(store: &S) {
     sessions(store).await;
     groups(store).await;
     members(store).await;
+    members_limit(store).await;
+    members_concurrent(store).await;
     invitations(store).await;
     invitations_concurrent(store).await;
     accounts(store).await;
@@ -238,7 +242,7 @@ pub async fn add_user<S: Store + ?Sized>(store: &S, group_id: &str, role: GroupR
     let u = user();
     store.create_user(&u).await.unwrap();
     store
-        .add_member(&membership(group_id, &u.id, role))
+        .add_member(&membership(group_id, &u.id, role), None)
         .await
         .unwrap();
     u
@@ -249,6 +253,14 @@ fn expect_conflict<T: Debug>(r: StoreResult<T>, what: &str) {
     assert!(
         matches!(r, Err(StoreError::Conflict(_))),
         "{what}: expected Conflict, got {r:?}"
+    );
+}
+
+#[track_caller]
+fn expect_limit<T: Debug>(r: StoreResult<T>, what: &str) {
+    assert!(
+        matches!(r, Err(StoreError::LimitReached(_))),
+        "{what}: expected LimitReached, got {r:?}"
     );
 }
 

@@ -66,6 +66,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => ApiError::not_found("resource"),
             StoreError::Conflict(m) => ApiError::conflict(m),
+            StoreError::LimitReached(m) => ApiError::new(StatusCode::CONFLICT, "limit_reached", m),
             StoreError::Backend(m) => {
                 tracing::error!(error = %m, "storage error");
                 ApiError::internal("storage error")

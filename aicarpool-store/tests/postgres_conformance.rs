@@ -12,9 +12,11 @@ use std::sync::Arc;
 
 use aicarpool_core::account::AccountOwner;
 use aicarpool_core::id::new_id;
+use aicarpool_core::org::GroupRole;
 use aicarpool_core::secret::Sealed;
 use aicarpool_core::store::{
-    AccountStore, CredentialStore, DynStore, GroupStore, KeyStore, UsageStore, UserStore,
+    AccountStore, CredentialStore, DynStore, GroupStore, KeyStore, StoreError, UsageStore,
+    UserStore,
 };
 use aicarpool_core::testing;
 use aicarpool_core::usage::{UsageQuery, UsageScope};
@@ -116,7 +118,8 @@ async fn two_instances_run_the_suite_concurrently() {
 }
 
 /// What several instances race for, raced from two instances at once:
-/// invitation uses, a credential compare-and-swap and a refresh lease.
+/// invitation uses, seats in a group, a credential compare-and-swap and a
+/// refresh lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_race_fairly_for_shared_rows() {
     let Some(url) = server_url() else { return };
@@ -134,6 +137,28 @@ async fn instances_race_fairly_for_shared_rows() {
     })
     .await;
     assert_eq!(uses.iter().filter(|(_, won)| *won).count(), 7);
+
+    // Six seats, the owner's among them.
+    let mut joiners = Vec::new();
+    for _ in 0..20 {
+        let u = testing::user();
+        instances[0].create_user(&u).await.unwrap();
+        joiners.push(u);
+    }
+    let joins = race(joiners.len(), |i| {
+        let store = instance(i);
+        let m = testing::membership(&group.id, &joiners[i].id, GroupRole::Member);
+        async move { store.add_member(&m, Some(6)).await }
+    })
+    .await;
+    for (_, r) in &joins {
+        assert!(
+            matches!(r, Ok(()) | Err(StoreError::LimitReached(_))),
+            "{r:?}"
+        );
+    }
+    assert_eq!(joins.iter().filter(|(_, r)| r.is_ok()).count(), 5);
+    assert_eq!(instances[1].members(&group.id).await.unwrap().len(), 6);
 
     let account = testing::account(AccountOwner::Group(group.id.clone()));
     instances[1].create_account(&account).await.unwrap();

@@ -190,13 +190,30 @@ impl GroupStore for MemoryStore {
             .collect())
     }
 
-    async fn add_member(&self, membership: &Membership) -> StoreResult<()> {
+    async fn add_member(
+        &self,
+        membership: &Membership,
+        max_members: Option<u32>,
+    ) -> StoreResult<()> {
+        // Checked and pushed under one lock: concurrent joins see each other.
         let mut t = self.t();
-        if t.memberships
+        let mut count = 0usize;
+        for m in t
+            .memberships
             .iter()
-            .any(|m| m.group_id == membership.group_id && m.user_id == membership.user_id)
+            .filter(|m| m.group_id == membership.group_id)
         {
-            return Err(StoreError::Conflict("already a member".into()));
+            if m.user_id == membership.user_id {
+                return Err(StoreError::Conflict("already a member".into()));
+            }
+            count += 1;
+        }
+        if let Some(max) = max_members {
+            if count >= max as usize {
+                return Err(StoreError::LimitReached(format!(
+                    "the group has {max} members"
+                )));
+            }
         }
         t.memberships.push(membership.clone());
         Ok(())
@@ -282,6 +299,13 @@ impl GroupStore for MemoryStore {
         }
         inv.uses += 1;
         Ok(true)
+    }
+
+    async fn release_invitation_use(&self, id: &str) -> StoreResult<()> {
+        if let Some(inv) = self.t().invitations.iter_mut().find(|i| i.id == id) {
+            inv.uses = inv.uses.saturating_sub(1);
+        }
+        Ok(())
     }
 }
 

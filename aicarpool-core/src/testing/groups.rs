@@ -88,9 +88,9 @@ pub async fn members<S: Store + ?Sized>(store: &S) {
         joined_at: t0 + Duration::milliseconds(1),
         ..membership(&g.id, &bob.id, GroupRole::Admin)
     };
-    store.add_member(&ma).await.unwrap();
-    store.add_member(&mb).await.unwrap();
-    expect_conflict(store.add_member(&ma).await, "duplicate membership");
+    store.add_member(&ma, None).await.unwrap();
+    store.add_member(&mb, None).await.unwrap();
+    expect_conflict(store.add_member(&ma, None).await, "duplicate membership");
 
     assert_eq!(
         store.membership(&g.id, &alice.id).await.unwrap(),
@@ -157,6 +157,63 @@ pub async fn members<S: Store + ?Sized>(store: &S) {
     assert_eq!(store.members(&g.id).await.unwrap().len(), 1);
 }
 
+/// The member limit: the owner counts, a full group refuses with
+/// `LimitReached`, an existing member still reads as `Conflict`, and no
+/// limit means none.
+pub async fn members_limit<S: Store + ?Sized>(store: &S) {
+    let (_, g) = setup_group(store).await;
+    let users = [user(), user(), user(), user()];
+    for u in &users {
+        store.create_user(u).await.unwrap();
+    }
+    let join = |u: &User| membership(&g.id, &u.id, GroupRole::Member);
+    store.add_member(&join(&users[0]), Some(2)).await.unwrap();
+    expect_limit(
+        store.add_member(&join(&users[1]), Some(2)).await,
+        "owner and one member fill two seats",
+    );
+    expect_conflict(
+        store.add_member(&join(&users[0]), Some(2)).await,
+        "a member of a full group",
+    );
+    assert_eq!(store.membership(&g.id, &users[1].id).await.unwrap(), None);
+    store.add_member(&join(&users[1]), Some(3)).await.unwrap();
+    store.add_member(&join(&users[2]), None).await.unwrap();
+    assert_eq!(store.members(&g.id).await.unwrap().len(), 4);
+    expect_limit(
+        store.add_member(&join(&users[3]), Some(0)).await,
+        "a limit below the count",
+    );
+}
+
+/// Twenty concurrent joins of a group limited to five members (the owner
+/// among them): exactly four win, the rest are refused with `LimitReached`.
+pub async fn members_concurrent<S: Store + ?Sized>(store: &S) {
+    let (_, g) = setup_group(store).await;
+    let users: Vec<User> = (0..20).map(|_| user()).collect();
+    for u in &users {
+        store.create_user(u).await.unwrap();
+    }
+    let joins = users
+        .iter()
+        .map(|u| membership(&g.id, &u.id, GroupRole::Member))
+        .collect::<Vec<_>>();
+    let results =
+        futures::future::join_all(joins.iter().map(|m| store.add_member(m, Some(5)))).await;
+    let mut won = 0;
+    for r in results {
+        match r {
+            Ok(()) => won += 1,
+            Err(e) => assert!(
+                matches!(e, StoreError::LimitReached(_)),
+                "expected LimitReached, got {e:?}"
+            ),
+        }
+    }
+    assert_eq!(won, 4, "members never exceed max_members");
+    assert_eq!(store.members(&g.id).await.unwrap().len(), 5);
+}
+
 /// Invitations: lookup by token hash, use counting, max uses, expiry.
 pub async fn invitations<S: Store + ?Sized>(store: &S) {
     let (owner, g) = setup_group(store).await;
@@ -186,6 +243,22 @@ pub async fn invitations<S: Store + ?Sized>(store: &S) {
         .await
         .unwrap();
     assert_eq!(after.map(|i| i.uses), Some(2));
+
+    // A use given back can be taken again; giving back stops at zero.
+    store.release_invitation_use(&twice.id).await.unwrap();
+    assert!(store.use_invitation(&twice.id, now).await.unwrap());
+    for _ in 0..3 {
+        store.release_invitation_use(&twice.id).await.unwrap();
+    }
+    let after = store
+        .invitation_by_token_hash(&twice.token_hash)
+        .await
+        .unwrap();
+    assert_eq!(after.map(|i| i.uses), Some(0));
+    store.release_invitation_use(&new_id()).await.unwrap();
+    for _ in 0..2 {
+        assert!(store.use_invitation(&twice.id, now).await.unwrap());
+    }
 
     let open = Invitation {
         email: None,

@@ -2,6 +2,7 @@
 
 use aicarpool_core::id::new_id;
 use aicarpool_core::org::{Group, GroupRole, Invitation, Membership, User};
+use aicarpool_core::store::StoreError;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -303,7 +304,7 @@ async fn accept_as(
     caller: Caller,
 ) -> ApiResult<Json<Value>> {
     check_can_join(state, inv, group, &caller.user).await?;
-    join(state, inv, group, &caller.user).await?;
+    with_use(state, inv, add_member(state, inv, group, &caller.user)).await?;
     let token = match caller.session_token() {
         Some(t) => t.to_owned(),
         // The admin token is not handed back: the caller gets a session.
@@ -328,11 +329,11 @@ async fn accept_registering(
     let user = auth::new_user(body).await?;
     check_can_join(state, inv, group, &user).await?;
     // Count the use first so a used-up link cannot create accounts.
-    if !state.store.use_invitation(&inv.id, Utc::now()).await? {
-        return Err(closed());
-    }
-    auth::create_user(state, &user, taken).await?;
-    add_member(state, inv, group, &user).await?;
+    with_use(state, inv, async {
+        auth::create_user(state, &user, taken).await?;
+        add_member(state, inv, group, &user).await
+    })
+    .await?;
     let token = new_session(state, &user.id).await?;
     tracing::info!(user_id = %user.id, group_id = %group.id, "user registered through an invitation");
     Ok(Json(
@@ -357,25 +358,45 @@ async fn check_can_join(
     if state.store.membership(&group.id, &user.id).await?.is_some() {
         return Err(ApiError::conflict("you are already a member of this group"));
     }
+    // A fast path only: it spares an account and a counted use when the
+    // group is visibly full; `add_member` enforces the limit atomically.
     if let Some(max) = group.max_members {
         if state.store.members(&group.id).await?.len() >= max as usize {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "group_full",
-                format!("the group is full ({max} members)"),
-            ));
+            return Err(group_full(max));
         }
     }
     Ok(())
 }
 
-/// Counts the use (atomically, so `maxUses` holds under races), then adds
-/// the membership.
-async fn join(state: &AppState, inv: &Invitation, group: &Group, user: &User) -> ApiResult<()> {
+fn group_full(max: u32) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "group_full",
+        format!("the group is full ({max} members)"),
+    )
+}
+
+/// Counts the use (atomically, so `maxUses` holds under races), then runs
+/// `join`. A join refused there (a full group, an existing member or
+/// email) gives the use back, so refusals do not use up the link; after a
+/// server error the use stays counted, as the join may have happened.
+async fn with_use(
+    state: &AppState,
+    inv: &Invitation,
+    join: impl std::future::Future<Output = ApiResult<()>>,
+) -> ApiResult<()> {
     if !state.store.use_invitation(&inv.id, Utc::now()).await? {
         return Err(closed());
     }
-    add_member(state, inv, group, user).await
+    let joined = join.await;
+    if let Err(refused) = &joined {
+        if refused.status.is_client_error() {
+            if let Err(e) = state.store.release_invitation_use(&inv.id).await {
+                tracing::warn!(invitation_id = %inv.id, error = %e, "could not give an invitation use back");
+            }
+        }
+    }
+    joined
 }
 
 async fn add_member(
@@ -386,17 +407,19 @@ async fn add_member(
 ) -> ApiResult<()> {
     state
         .store
-        .add_member(&Membership {
-            group_id: group.id.clone(),
-            user_id: user.id.clone(),
-            role: inv.role,
-            joined_at: Utc::now(),
-        })
+        .add_member(
+            &Membership {
+                group_id: group.id.clone(),
+                user_id: user.id.clone(),
+                role: inv.role,
+                joined_at: Utc::now(),
+            },
+            group.max_members,
+        )
         .await
         .map_err(|e| match e {
-            aicarpool_core::store::StoreError::Conflict(_) => {
-                ApiError::conflict("you are already a member of this group")
-            }
+            StoreError::Conflict(_) => ApiError::conflict("you are already a member of this group"),
+            StoreError::LimitReached(_) => group_full(group.max_members.unwrap_or_default()),
             other => other.into(),
         })?;
     audit::record(

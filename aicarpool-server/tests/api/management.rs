@@ -657,6 +657,60 @@ async fn invitation_register_and_join_and_limits() {
     assert_eq!(body["error"]["code"], "group_full");
 }
 
+/// Concurrent accepts of one link into a group with three seats (the
+/// owner's among them): exactly two join, the rest are refused as
+/// `group_full`, and a refused join leaves its use on the link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_accepts_never_overfill_a_group() {
+    let s = std::sync::Arc::new(support::spawn().await);
+    let (_, owner) = s.register("seats@example.com").await;
+    let g = group(&s, &owner, "three seats").await;
+    let (st, _) = s
+        .patch(
+            &format!("/api/groups/{g}"),
+            &owner,
+            json!({"maxMembers": 3}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, inv) = s
+        .post(
+            &format!("/api/groups/{g}/invitations"),
+            &owner,
+            json!({"maxUses": 50}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{inv}");
+    let link = format!("/api/invitations/{}", inv["token"].as_str().unwrap());
+
+    let mut joiners = Vec::new();
+    for i in 0..12 {
+        joiners.push(s.register(&format!("racer{i}@example.com")).await.1);
+    }
+    let tasks: Vec<_> = joiners
+        .into_iter()
+        .map(|token| {
+            let (s, accept) = (s.clone(), format!("{link}/accept"));
+            tokio::spawn(async move { s.call(Method::POST, &accept, Some(&token), None).await })
+        })
+        .collect();
+    let mut joined = 0;
+    for t in tasks {
+        let (st, body) = t.await.unwrap();
+        if st == StatusCode::OK {
+            joined += 1;
+        } else {
+            assert_eq!(st, StatusCode::CONFLICT, "{body}");
+            assert_eq!(body["error"]["code"], "group_full", "{body}");
+        }
+    }
+    assert_eq!(joined, 2);
+    let (_, members) = s.get(&format!("/api/groups/{g}/members"), &owner).await;
+    assert_eq!(members.as_array().map(Vec::len), Some(3), "{members}");
+    let (_, preview) = s.call(Method::GET, &link, None, None).await;
+    assert_eq!(preview["usesLeft"], 48, "refused joins give their use back");
+}
+
 #[tokio::test]
 async fn invitation_expired_and_email_restricted() {
     let s = support::spawn().await;

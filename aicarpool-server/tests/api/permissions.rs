@@ -228,7 +228,10 @@ pub async fn universe(s: &TestServer, hash: &str) -> Universe {
         (&gm, GroupRole::Member),
         (&tm, GroupRole::Member),
     ] {
-        store.add_member(&member(&g.id, &u.id, r)).await.unwrap();
+        store
+            .add_member(&member(&g.id, &u.id, r), None)
+            .await
+            .unwrap();
     }
     let pool = account(s, AccountOwner::Enterprise(e.id.clone()));
     let own = account(s, AccountOwner::Group(g.id.clone()));

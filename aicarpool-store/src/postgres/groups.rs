@@ -158,9 +158,48 @@ impl GroupStore for PostgresStore {
             .collect()
     }
 
-    async fn add_member(&self, membership: &Membership) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await.map_err(db_err)?;
-        insert_membership(&mut conn, membership).await
+    async fn add_member(
+        &self,
+        membership: &Membership,
+        max_members: Option<u32>,
+    ) -> StoreResult<()> {
+        let Some(max) = max_members else {
+            let mut conn = self.pool.acquire().await.map_err(db_err)?;
+            return insert_membership(&mut conn, membership).await;
+        };
+        // The group's row lock serializes joins across instances: the count
+        // below runs after the previous holder committed (READ COMMITTED
+        // takes a fresh snapshot per statement). NO KEY UPDATE, because it
+        // still lets foreign-key checks (new keys, …) through.
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let group: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM carpool_groups WHERE id = $1 FOR NO KEY UPDATE")
+                .bind(&membership.group_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        if group.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let (count, member): (i64, bool) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(BOOL_OR(user_id = $2), FALSE)
+             FROM memberships WHERE group_id = $1",
+        )
+        .bind(&membership.group_id)
+        .bind(&membership.user_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if member {
+            return Err(StoreError::Conflict("already a member".into()));
+        }
+        if count >= i64::from(max) {
+            return Err(StoreError::LimitReached(format!(
+                "the group has {max} members"
+            )));
+        }
+        insert_membership(&mut tx, membership).await?;
+        tx.commit().await.map_err(db_err)
     }
 
     async fn membership(&self, group_id: &str, user_id: &str) -> StoreResult<Option<Membership>> {
@@ -296,6 +335,15 @@ impl GroupStore for PostgresStore {
             Some(_) => Ok(false),
             None => Err(StoreError::NotFound),
         }
+    }
+
+    async fn release_invitation_use(&self, id: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE invitations SET uses = uses - 1 WHERE id = $1 AND uses > 0")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
     }
 }
 

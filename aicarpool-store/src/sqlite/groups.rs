@@ -159,9 +159,48 @@ impl GroupStore for SqliteStore {
             .collect()
     }
 
-    async fn add_member(&self, membership: &Membership) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await.map_err(db_err)?;
-        insert_membership(&mut conn, membership).await
+    async fn add_member(
+        &self,
+        membership: &Membership,
+        max_members: Option<u32>,
+    ) -> StoreResult<()> {
+        let Some(max) = max_members else {
+            let mut conn = self.pool.acquire().await.map_err(db_err)?;
+            return insert_membership(&mut conn, membership).await;
+        };
+        // One conditional insert under the write lock (BEGIN IMMEDIATE):
+        // the count and the insert cannot interleave with another join.
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "INSERT INTO memberships (group_id, user_id, role, joined_at)
+             SELECT ?, ?, ?, ?
+             WHERE (SELECT COUNT(*) FROM memberships WHERE group_id = ?) < ?",
+        )
+        .bind(&membership.group_id)
+        .bind(&membership.user_id)
+        .bind(membership.role.as_str())
+        .bind(ms(membership.joined_at))
+        .bind(&membership.group_id)
+        .bind(max)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            // Refused before the unique key was tried: an existing member
+            // still reads as `Conflict`, as with room to spare.
+            let member: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM memberships WHERE group_id = ? AND user_id = ?")
+                    .bind(&membership.group_id)
+                    .bind(&membership.user_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            return Err(match member {
+                Some(_) => StoreError::Conflict("already a member".into()),
+                None => StoreError::LimitReached(format!("the group has {max} members")),
+            });
+        }
+        tx.commit().await.map_err(db_err)
     }
 
     async fn membership(&self, group_id: &str, user_id: &str) -> StoreResult<Option<Membership>> {
@@ -295,6 +334,15 @@ impl GroupStore for SqliteStore {
             Some(_) => Ok(false),
             None => Err(StoreError::NotFound),
         }
+    }
+
+    async fn release_invitation_use(&self, id: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE invitations SET uses = uses - 1 WHERE id = ? AND uses > 0")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
     }
 }
 
