@@ -49,6 +49,7 @@ use crate::store::DynStore;
 use crate::usage::{UsageWriter, UsageWriterConfig};
 
 mod admission;
+mod answer;
 mod auth;
 mod budget;
 mod dispatch;

@@ -147,8 +147,9 @@ pub enum Outcome {
     Overloaded,
     /// 5xx, timeout, connect error, broken stream or another error event.
     Failed { status: Option<u16>, reason: String },
-    /// 401/403: the account's credentials were refused.
-    CredentialsRejected { status: u16 },
+    /// 401/403 (or Gemini's 400 for an invalid API key): the account's
+    /// credentials were refused; `reason` becomes its last error.
+    CredentialsRejected { status: u16, reason: String },
     /// Another 4xx: the client's fault; does not count against the account.
     ClientError { status: u16 },
 }
@@ -161,6 +162,9 @@ pub struct Report<'a> {
     /// The upstream's response headers, when it answered: the
     /// `retry-after` and `anthropic-ratelimit-unified-*` signals.
     pub headers: Option<&'a HeaderMap>,
+    /// A wait the upstream named in its body rather than its headers
+    /// (Gemini's `RetryInfo`); a `retry-after` header wins over it.
+    pub retry_after: Option<Duration>,
     /// The conversation served; a success binds it to the account.
     pub session: Option<SessionKey>,
 }
@@ -171,12 +175,18 @@ impl<'a> Report<'a> {
             account_id,
             outcome,
             headers: None,
+            retry_after: None,
             session: None,
         }
     }
 
     pub fn headers(mut self, headers: &'a HeaderMap) -> Self {
         self.headers = Some(headers);
+        self
+    }
+
+    pub fn retry_after(mut self, wait: Option<Duration>) -> Self {
+        self.retry_after = wait;
         self
     }
 

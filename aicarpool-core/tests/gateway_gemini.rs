@@ -5,6 +5,7 @@
 
 mod proxy_support;
 
+use aicarpool_core::router::CoolReason;
 use aicarpool_core::usage::Accuracy;
 use aicarpool_testkit::{fixtures, Behavior, MockGemini, MockUsage, GEMINI_ANSWER};
 use proxy_support::*;
@@ -340,4 +341,151 @@ async fn member_limits_apply_with_gemini_refusals() {
         .unwrap()
         .contains("requestsPerMinute"));
     assert_eq!(mock.hits(), 1);
+}
+
+fn exhausted(retry_delay: &str) -> Behavior {
+    Behavior::ResourceExhausted {
+        retry_delay: retry_delay.into(),
+    }
+}
+
+/// Seconds from now until `at`.
+fn secs_until(at: chrono::DateTime<chrono::Utc>) -> i64 {
+    (at - chrono::Utc::now()).num_seconds()
+}
+
+#[tokio::test]
+async fn a_429_cools_the_account_for_its_retry_delay() {
+    let first = MockGemini::start(UPSTREAM_KEY).await.unwrap();
+    let second = MockGemini::start(UPSTREAM_KEY).await.unwrap();
+    first.push([exhausted("37s")]);
+    let h = harness(vec![gemini(&first.url), gemini(&second.url)]).await;
+    let resp = h
+        .gateway
+        .handle(h.replay(&fixtures::py_genai_generate(), "x-goog-api-key"))
+        .await;
+    assert_eq!(resp.status(), 200);
+    text(resp).await;
+    assert_eq!((first.hits(), second.hits()), (1, 1));
+
+    let health = h.gateway.account_health(&h.account_ids[0]);
+    assert_eq!(health.state, "cooling");
+    assert_eq!(health.reason, Some(CoolReason::RateLimited));
+    let left = secs_until(health.cooling_until.unwrap());
+    assert!(
+        (35..=37).contains(&left),
+        "cools for the retryDelay, not 5 s: {left}"
+    );
+    assert_eq!(h.gateway.account_health(&h.account_ids[1]).state, "healthy");
+}
+
+#[tokio::test]
+async fn every_account_exhausted_gives_one_429_with_the_soonest_retry_delay() {
+    let first = MockGemini::start(UPSTREAM_KEY).await.unwrap();
+    let second = MockGemini::start(UPSTREAM_KEY).await.unwrap();
+    first.push([exhausted("37s")]);
+    second.push([exhausted("52.5s")]);
+    let h = harness(vec![gemini(&first.url), gemini(&second.url)]).await;
+    let generate = fixtures::py_genai_generate();
+    let resp = h
+        .gateway
+        .handle(h.replay(&generate, "x-goog-api-key"))
+        .await;
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["retry-after"], "37");
+    let v = json(resp).await;
+    assert_eq!(v["error"]["status"], "RESOURCE_EXHAUSTED");
+    assert_eq!(v["error"]["code"], 429);
+
+    // Both still cooling: the next request is refused without a call, and
+    // still says when the first account is back.
+    let resp = h
+        .gateway
+        .handle(h.replay(&generate, "x-goog-api-key"))
+        .await;
+    assert_eq!(resp.status(), 429);
+    let wait: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((35..=37).contains(&wait), "{wait}");
+    assert_eq!(json(resp).await["error"]["status"], "RESOURCE_EXHAUSTED");
+    assert_eq!((first.hits(), second.hits()), (1, 1));
+}
+
+#[tokio::test]
+async fn an_invalid_api_key_fails_over_and_benches_the_account() {
+    // The first mock expects another key: the account's key is invalid.
+    let revoked = MockGemini::start("AIza-some-other-key").await.unwrap();
+    let good = MockGemini::start(UPSTREAM_KEY).await.unwrap();
+    let h = harness(vec![gemini(&revoked.url), gemini(&good.url)]).await;
+    let generate = fixtures::py_genai_generate();
+    for _ in 0..3 {
+        let resp = h
+            .gateway
+            .handle(h.replay(&generate, "x-goog-api-key"))
+            .await;
+        assert_eq!(resp.status(), 200);
+        let v = json(resp).await;
+        assert_eq!(
+            v["candidates"][0]["content"]["parts"][0]["text"],
+            GEMINI_ANSWER
+        );
+    }
+    assert_eq!((revoked.hits(), good.hits()), (1, 3), "never chosen again");
+
+    let health = h.gateway.account_health(&h.account_ids[0]);
+    assert_eq!(health.state, "needs_attention");
+    assert_eq!(health.reason, Some(CoolReason::CredentialsRejected));
+    let last = health.last_error.unwrap();
+    assert_eq!(last.status, Some(400));
+    assert_eq!(last.message, "the Gemini API key is invalid");
+    let records = h.records().await;
+    assert!(records
+        .iter()
+        .all(|r| r.account_id.as_deref() == Some(h.account_ids[1].as_str())));
+}
+
+#[tokio::test]
+async fn with_only_invalid_keys_the_client_is_told_to_ask_the_admin() {
+    let revoked = MockGemini::start("AIza-some-other-key").await.unwrap();
+    let h = harness(vec![gemini(&revoked.url)]).await;
+    let resp = h
+        .gateway
+        .handle(h.replay(&fixtures::py_genai_generate(), "x-goog-api-key"))
+        .await;
+    assert_eq!(resp.status(), 502);
+    let v = json(resp).await;
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("admin"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn the_clients_own_400_passes_through_and_spares_the_account() {
+    let mock = MockGemini::start(UPSTREAM_KEY).await.unwrap();
+    let other = MockGemini::start(UPSTREAM_KEY).await.unwrap();
+    let h = harness(vec![gemini(&mock.url), gemini(&other.url)]).await;
+    // Without `contents` the real upstream refuses the request itself.
+    let bad = h.post(
+        "/api/ai-proxy/v1beta/models/gemini-2.5-flash:generateContent",
+        r#"{"generationConfig":{"maxOutputTokens":8}}"#,
+    );
+    let resp = h.gateway.handle(bad).await;
+    assert_eq!(resp.status(), 400);
+    let v = json(resp).await;
+    assert_eq!(v["error"]["status"], "INVALID_ARGUMENT");
+    assert_eq!(v["error"]["message"], "contents is not specified");
+    assert_eq!(
+        mock.hits() + other.hits(),
+        1,
+        "no failover on the client's fault"
+    );
+    for id in &h.account_ids {
+        let health = h.gateway.account_health(id);
+        assert_eq!(health.state, "healthy");
+        assert!(health.last_error.is_none());
+    }
 }

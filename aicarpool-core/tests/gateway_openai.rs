@@ -312,3 +312,21 @@ async fn openai_limits_and_services() {
     let records = h.records().await;
     assert_eq!(records.iter().filter(|r| r.status == 429).count(), 1);
 }
+
+#[tokio::test]
+async fn a_refused_key_fails_over_and_the_account_needs_attention() {
+    // The first mock expects another key: OpenAI's 401 `invalid_api_key`.
+    let revoked = MockOpenAi::start("sk-some-other-key").await.unwrap();
+    let good = MockOpenAi::start(UPSTREAM_KEY).await.unwrap();
+    let h = harness(vec![openai(&revoked.url), openai(&good.url)]).await;
+    let chat = fixtures::py_openai_chat_stream();
+    for _ in 0..2 {
+        let resp = h.gateway.handle(h.replay(&chat, "authorization")).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(chat_text(&sse_data(&text(resp).await)), OPENAI_ANSWER);
+    }
+    assert_eq!((revoked.hits(), good.hits()), (1, 2));
+    let health = h.gateway.account_health(&h.account_ids[0]);
+    assert_eq!(health.state, "needs_attention");
+    assert_eq!(health.last_error.unwrap().status, Some(401));
+}

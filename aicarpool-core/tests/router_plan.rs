@@ -114,7 +114,10 @@ fn tiers_dedicated_first_then_priority_then_the_pool() {
     r.report(&Report::new("ded-a", Outcome::Overloaded));
     r.report(&Report::new(
         "ded-b",
-        Outcome::CredentialsRejected { status: 401 },
+        Outcome::CredentialsRejected {
+            status: 401,
+            reason: "refused".into(),
+        },
     ));
     let plan = r.plan(&request(None), &c);
     assert_eq!(plan.candidates.len(), 1);
@@ -279,7 +282,10 @@ fn needs_attention_until_an_admin_resets_it() {
     let c = pool(2);
     r.report(&Report::new(
         "a0",
-        Outcome::CredentialsRejected { status: 403 },
+        Outcome::CredentialsRejected {
+            status: 403,
+            reason: "refused".into(),
+        },
     ));
     clock.advance(Duration::from_secs(7 * 24 * 3600));
     assert_eq!(r.state("a0"), HealthState::NeedsAttention);
@@ -325,6 +331,32 @@ fn retry_after_as_an_http_date() {
     assert!(
         matches!(r.state("a0"), HealthState::Cooling { until_ms, .. } if until_ms == T0 + 90_000)
     );
+}
+
+#[test]
+fn a_wait_named_in_the_body_cools_like_retry_after_and_is_capped_alike() {
+    let (r, _clock) = router(31);
+    let until = |id: &str| match r.state(id) {
+        HealthState::Cooling { until_ms, .. } => until_ms,
+        other => panic!("{other:?}"),
+    };
+    r.report(&Report::new("a0", Outcome::RateLimited).retry_after(Some(Duration::from_secs(37))));
+    assert_eq!(until("a0"), T0 + 37_000);
+    // The header wins when both name a wait.
+    let h = headers(&[("retry-after", "5".into())]);
+    r.report(
+        &Report::new("a1", Outcome::RateLimited)
+            .headers(&h)
+            .retry_after(Some(Duration::from_secs(37))),
+    );
+    assert_eq!(until("a1"), T0 + 5_000);
+    // A huge wait is capped at the longest cooling, as a huge header is.
+    let max = aicarpool_core::router::HealthPolicy::default().max_cooling;
+    let cap = T0 + max.as_millis() as u64;
+    r.report(&Report::new("a2", Outcome::RateLimited).retry_after(Some(Duration::MAX)));
+    let h = headers(&[("retry-after", "99999999999".into())]);
+    r.report(&Report::new("a3", Outcome::RateLimited).headers(&h));
+    assert_eq!((until("a2"), until("a3")), (cap, cap));
 }
 
 #[test]

@@ -33,6 +33,10 @@ pub enum Behavior {
         retry_after: Option<u64>,
         unified_reset: Option<i64>,
     },
+    /// 429 naming its wait only in the body, as Gemini does
+    /// (`RetryInfo.retryDelay`, a protobuf duration such as `"37s"`). The
+    /// other mocks answer a 429 that names no wait.
+    ResourceExhausted { retry_delay: String },
     /// 529 `overloaded_error`.
     Overloaded,
     /// 500 `api_error`.
@@ -285,6 +289,11 @@ async fn handle(State(state): State<Arc<MockState>>, req: Request) -> Response {
             }
             resp
         }
+        Behavior::ResourceExhausted { .. } => error_response(
+            429,
+            "rate_limit_error",
+            "Number of requests has exceeded your rate limit",
+        ),
         Behavior::Overloaded => error_response(529, "overloaded_error", "Overloaded"),
         Behavior::ServerError => error_response(500, "api_error", "Internal server error"),
         Behavior::Error { status, kind } => error_response(status, &kind, "mock error"),

@@ -4,17 +4,18 @@
 //! `:streamGenerateContent` (`alt=sse`: `data:` frames separated by
 //! `\r\n\r\n`, no `[DONE]`, the whole `usageMetadata` in the last frame)
 //! and `:countTokens`, checks the key (`x-goog-api-key` or `?key=`; a wrong
-//! key gets Gemini's 400 `API_KEY_INVALID`), and behaves as scripted with
-//! [`Behavior`]s. A request asking for JSON (`responseMimeType`) gets a
+//! key gets Gemini's 400 `API_KEY_INVALID`, details and all), and behaves as
+//! scripted with [`Behavior`]s ([`Behavior::ResourceExhausted`]: Gemini's
+//! 429 with the wait in a `RetryInfo` detail). A request asking for JSON (`responseMimeType`) gets a
 //! JSON answer that fits its schema, as Gemini CLI's routing call needs.
 
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::Request;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 
@@ -65,6 +66,37 @@ fn error(status: u16, kind: &str, message: &str) -> Response {
     )
 }
 
+/// Google's answer to a wrong API key, byte for byte: a 400 whose
+/// `ErrorInfo` detail says it is the key, not the request.
+const INVALID_KEY: &str = r#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com","metadata":{"service":"generativelanguage.googleapis.com"}}]}}"#;
+
+fn invalid_key() -> Response {
+    raw_json(400, INVALID_KEY.to_owned())
+}
+
+/// Google's 429 for an exhausted quota: the wait in a `RetryInfo` detail,
+/// no `retry-after` header.
+fn resource_exhausted(retry_delay: &str) -> Response {
+    let delay = Value::from(retry_delay);
+    raw_json(
+        429,
+        format!(
+            r#"{{"error":{{"code":429,"message":"Resource has been exhausted (e.g. check quota).","status":"RESOURCE_EXHAUSTED","details":[{{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":{delay}}}]}}}}"#
+        ),
+    )
+}
+
+/// A JSON answer written as given (`json!` would reorder the keys).
+fn raw_json(status: u16, body: String) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/json; charset=UTF-8"),
+    );
+    resp
+}
+
 fn authorized(headers: &HeaderMap, query: Option<&str>, key: &str) -> bool {
     let header = headers.get("x-goog-api-key").and_then(|v| v.to_str().ok());
     let param = query
@@ -80,11 +112,7 @@ async fn handle(core: Arc<MockCore>, req: Request) -> Response {
     };
     let query = parts.uri.query();
     if !authorized(&parts.headers, query, &core.api_key) {
-        return error(
-            400,
-            "INVALID_ARGUMENT",
-            "API key not valid. Please pass a valid API key.",
-        );
+        return invalid_key();
     }
     let path = parts.uri.path();
     let Some((model, method)) = path
@@ -125,6 +153,7 @@ fn respond(core: Arc<MockCore>, mut answer: Answer, stream: bool, sse_wanted: bo
             }
             return resp;
         }
+        Behavior::ResourceExhausted { retry_delay } => return resource_exhausted(retry_delay),
         Behavior::Overloaded => {
             return error(
                 503,

@@ -114,6 +114,14 @@ async fn handle(core: Arc<MockCore>, req: Request) -> Response {
     };
     let behavior = core.next_behavior();
     let call = match &behavior {
+        Behavior::ResourceExhausted { .. } => {
+            return error(
+                429,
+                "requests",
+                "rate_limit_exceeded",
+                "Rate limit reached for requests",
+            )
+        }
         Behavior::RateLimited { retry_after, .. } => {
             let mut resp = error(
                 429,

@@ -5,10 +5,11 @@ use std::time::Instant;
 
 use http::Response;
 
+use super::answer::Answer;
 use super::exchange::{RequestContext, Wire};
 use super::{failover, relay, GatewayBody, GatewayError, Inner};
 use crate::account::Protocol;
-use crate::provider::{retry_after, ResponseClass};
+use crate::provider::retry_after;
 use crate::router::{Outcome, Report, RouteRequest, Tally};
 
 /// Tries the planned candidates until one answers: at most
@@ -103,20 +104,22 @@ pub(super) async fn dispatch(
                 continue;
             }
         };
-        let class = ResponseClass::of(resp.status());
-        let outcome = failover::outcome(class, resp.status(), attempt_started.elapsed());
-        let report = Report::new(account_id, outcome)
-            .headers(resp.headers())
+        let latency = attempt_started.elapsed();
+        let answer = Answer::read(protocol, resp, inner.config.idle_timeout).await;
+        let report = Report::new(account_id, answer.outcome(latency))
+            .headers(answer.resp.headers())
+            .retry_after(answer.retry_after)
             .session(session);
         inner.router.report(&report);
         drop(permit);
-        if !class.fails_over() {
-            return Ok(relay::respond(inner, ctx, &*leg, candidate, lease, resp).await);
+        if !answer.class.fails_over() {
+            return Ok(relay::respond(inner, ctx, &*leg, candidate, lease, answer.resp).await);
         }
-        tally.attempt(&report.outcome, retry_after(resp.headers()));
-        let status = resp.status().as_u16();
-        let text = relay::read_bounded(resp, 8192).await;
-        let message = relay::error_message(&text);
+        // A `retry-after` header wins over a wait named in the body.
+        let wait = retry_after(answer.resp.headers()).or(answer.retry_after);
+        tally.attempt(&report.outcome, wait);
+        let status = answer.resp.status().as_u16();
+        let message = relay::error_message(&answer.head);
         tracing::warn!(account_id, status, %message, "upstream refused; trying the next account");
         last_message = Some(message);
     }

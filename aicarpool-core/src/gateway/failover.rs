@@ -33,7 +33,10 @@ pub(super) fn outcome(class: ResponseClass, status: StatusCode, latency: Duratio
         ResponseClass::Success => Outcome::Success { latency },
         ResponseClass::RateLimited => Outcome::RateLimited,
         ResponseClass::Overloaded => Outcome::Overloaded,
-        ResponseClass::CredentialsRejected => Outcome::CredentialsRejected { status: code },
+        ResponseClass::CredentialsRejected => Outcome::CredentialsRejected {
+            status: code,
+            reason: "the upstream refused the account's credentials".into(),
+        },
         ResponseClass::ServerError => Outcome::Failed {
             status: Some(code),
             reason: format!("status {code}"),
@@ -92,7 +95,10 @@ mod tests {
         };
         assert_eq!(o(429), Outcome::RateLimited);
         assert_eq!(o(529), Outcome::Overloaded);
-        assert_eq!(o(403), Outcome::CredentialsRejected { status: 403 });
+        assert!(matches!(
+            o(403),
+            Outcome::CredentialsRejected { status: 403, .. }
+        ));
         assert_eq!(o(400), Outcome::ClientError { status: 400 });
         assert!(matches!(
             o(502),

@@ -476,7 +476,10 @@ impl TokenManager {
         tracing::warn!(account_id, error = %e, "token refresh failed; the account needs attention");
         self.router.report(&Report::new(
             account_id,
-            Outcome::CredentialsRejected { status: 401 },
+            Outcome::CredentialsRejected {
+                status: 401,
+                reason: format!("token refresh failed: {e}"),
+            },
         ));
         self.router.report(&Report::new(
             account_id,

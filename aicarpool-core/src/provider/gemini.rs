@@ -8,9 +8,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use serde::Deserialize;
 
 use super::proxy::HttpClients;
 use super::{forwardable_request_headers, post_json, ProviderError};
@@ -154,6 +156,88 @@ impl tower::Service<GeminiRequest> for GeminiProvider {
     }
 }
 
+/// The part of a Gemini error body the gateway reads: the `google.rpc`
+/// details Google attaches to `error.details`.
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorStatus,
+}
+
+#[derive(Deserialize)]
+struct ErrorStatus {
+    #[serde(default)]
+    details: Vec<ErrorDetail>,
+}
+
+/// One detail, by its fields rather than its `@type`: `reason` is only in
+/// `ErrorInfo` and `retryDelay` only in `RetryInfo`, so a relay that drops
+/// the type still reads right.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorDetail {
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    retry_delay: Option<String>,
+}
+
+fn error_details(body: &[u8]) -> Vec<ErrorDetail> {
+    serde_json::from_slice::<ErrorBody>(body)
+        .map(|b| b.error.details)
+        .unwrap_or_default()
+}
+
+/// The wait a Gemini 429 names in its body (`RetryInfo.retryDelay`):
+/// Gemini seldom sends `retry-after`, so this is what says when the quota
+/// is back.
+pub fn retry_delay(body: &[u8]) -> Option<Duration> {
+    error_details(body)
+        .iter()
+        .find_map(|d| d.retry_delay.as_deref().and_then(parse_duration))
+}
+
+/// Why a Gemini 400 is the account's fault, not the client's: Google
+/// refuses a bad or expired API key with 400 `INVALID_ARGUMENT` and the
+/// reason in an `ErrorInfo` detail. `None` for every other 400.
+pub fn key_refusal(body: &[u8]) -> Option<&'static str> {
+    error_details(body)
+        .iter()
+        .find_map(|d| match d.reason.as_deref()? {
+            "API_KEY_INVALID" => Some("the Gemini API key is invalid"),
+            "API_KEY_EXPIRED" => Some("the Gemini API key has expired"),
+            _ => None,
+        })
+}
+
+/// The longest wait a protobuf `Duration` can hold (10,000 years). Longer
+/// values are clamped, not refused: they still mean "not soon", and the
+/// router caps every cooling far below this anyway.
+const MAX_DURATION_SECS: u64 = 315_576_000_000;
+
+/// A protobuf `Duration` in its JSON form: seconds with up to nine
+/// fraction digits and an `s` suffix (`"37s"`, `"1.5s"`). Negative or
+/// malformed values are `None`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let number = s.trim().strip_suffix('s')?;
+    let (whole, fraction) = match number.split_once('.') {
+        Some((w, f)) if !f.is_empty() => (w, f),
+        Some(_) => return None,
+        None => (number, ""),
+    };
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(fraction) || fraction.len() > 9 {
+        return None;
+    }
+    // Only digits: a value too long for u64 is simply huge.
+    let secs = whole.parse::<u64>().unwrap_or(u64::MAX);
+    if secs >= MAX_DURATION_SECS {
+        return Some(Duration::from_secs(MAX_DURATION_SECS));
+    }
+    // Right-pad to nanoseconds: "5" → 500_000_000.
+    let nanos = format!("{fraction:0<9}").parse::<u32>().ok()?;
+    Some(Duration::new(secs, nanos))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +277,59 @@ mod tests {
         assert!(h[KEY_HEADER].is_sensitive());
         assert_eq!(h["x-goog-api-client"], "genai");
         assert!(h.get("authorization").is_none());
+    }
+
+    #[test]
+    fn protobuf_durations() {
+        assert_eq!(parse_duration("37s"), Some(Duration::from_secs(37)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0.25s"), Some(Duration::from_millis(250)));
+        assert_eq!(
+            parse_duration("0.000000001s"),
+            Some(Duration::from_nanos(1))
+        );
+        for garbage in [
+            "",
+            "s",
+            "37",
+            "-5s",
+            "1.s",
+            ".5s",
+            "1.5ms",
+            "1e3s",
+            "soon",
+            "1.0000000001s",
+        ] {
+            assert_eq!(parse_duration(garbage), None, "{garbage:?}");
+        }
+        // Huge values are clamped (the router then caps the cooling, as it
+        // does a huge `retry-after`), never an overflow.
+        let most = Some(Duration::from_secs(MAX_DURATION_SECS));
+        assert_eq!(parse_duration("315576000001s"), most);
+        assert_eq!(parse_duration("99999999999999999999999999.5s"), most);
+    }
+
+    #[test]
+    fn the_retry_delay_of_a_429_body() {
+        let body = br#"{"error":{"code":429,"message":"Resource has been exhausted (e.g. check quota).","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaMetric":"generativelanguage.googleapis.com/generate_content_free_tier_requests"}]},{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"37s"}]}}"#;
+        assert_eq!(retry_delay(body), Some(Duration::from_secs(37)));
+        let no_info = br#"{"error":{"code":429,"message":"x","status":"RESOURCE_EXHAUSTED"}}"#;
+        assert_eq!(retry_delay(no_info), None);
+        assert_eq!(retry_delay(b"<html>Too Many Requests</html>"), None);
+        let bad = br#"{"error":{"details":[{"retryDelay":"later"}]}}"#;
+        assert_eq!(retry_delay(bad), None);
+    }
+
+    #[test]
+    fn an_invalid_or_expired_key_is_the_accounts_fault() {
+        let invalid = br#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com","metadata":{"service":"generativelanguage.googleapis.com"}}]}}"#;
+        assert_eq!(key_refusal(invalid), Some("the Gemini API key is invalid"));
+        let expired = br#"{"error":{"code":400,"status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_EXPIRED"}]}}"#;
+        assert_eq!(key_refusal(expired), Some("the Gemini API key has expired"));
+        let clients = br#"{"error":{"code":400,"message":"contents is not specified","status":"INVALID_ARGUMENT"}}"#;
+        assert_eq!(key_refusal(clients), None);
+        let other_reason = br#"{"error":{"code":400,"status":"FAILED_PRECONDITION","details":[{"reason":"LOCATION_NOT_SUPPORTED"}]}}"#;
+        assert_eq!(key_refusal(other_reason), None);
+        assert_eq!(key_refusal(b"not json"), None);
     }
 }

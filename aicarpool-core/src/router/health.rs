@@ -60,7 +60,7 @@ pub enum CoolReason {
     Overloaded,
     /// Repeated 5xx, timeouts, connect errors or broken streams.
     Failing,
-    /// 401/403: waits for an admin.
+    /// 401/403, or an API key the upstream calls invalid: waits for an admin.
     CredentialsRejected,
 }
 
@@ -364,13 +364,9 @@ impl AccountHealth {
                     self.cool(&mut d, now_ms + wait, CoolReason::Failing);
                 }
             }
-            Outcome::CredentialsRejected { status } => {
+            Outcome::CredentialsRejected { status, reason } => {
                 push_recent(&mut d, false);
-                d.last_error = Some(error(
-                    now_ms,
-                    Some(*status),
-                    "the upstream refused the account's credentials".into(),
-                ));
+                d.last_error = Some(error(now_ms, Some(*status), reason.clone()));
                 self.reason
                     .store(CoolReason::CredentialsRejected.code(), Ordering::Release);
                 self.blocked_until_ms

@@ -392,7 +392,8 @@ impl Router for SmartRouter {
         let signals = report
             .headers
             .map(|h| RateSignals::from_headers(h, now))
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .or_wait(report.retry_after, now);
         health.record(now, &report.outcome, &signals, &self.policy);
         if let (Outcome::Success { .. }, Some(key)) = (&report.outcome, report.session) {
             let counter = match self.sticky.bind(key, &health) {

@@ -122,7 +122,13 @@ mod tests {
             needs_attention: 2,
             ..HeldBack::default()
         });
-        t.attempt(&Outcome::CredentialsRejected { status: 401 }, None);
+        t.attempt(
+            &Outcome::CredentialsRejected {
+                status: 401,
+                reason: "refused".into(),
+            },
+            None,
+        );
         assert_eq!(t.verdict(), Some(Verdict::CredentialsRejected));
         t.attempt(&Outcome::ClientError { status: 400 }, None);
         assert_eq!(t.verdict(), Some(Verdict::CredentialsRejected));

@@ -7,6 +7,8 @@
 //! account until the right moment, to prefer the account whose window resets
 //! soonest ("use it before it resets"), and to avoid one that warns.
 
+use std::time::Duration;
+
 use http::HeaderMap;
 use serde::Serialize;
 
@@ -120,6 +122,19 @@ impl RateSignals {
         }
     }
 
+    /// `wait` from `now_ms` as the retry deadline, unless `retry-after`
+    /// already set one: a wait named in the body (Gemini's `RetryInfo`)
+    /// only stands in for the missing header.
+    pub fn or_wait(mut self, wait: Option<Duration>, now_ms: u64) -> Self {
+        if self.retry_at_ms.is_none() {
+            self.retry_at_ms = wait.map(|w| {
+                let ms = u64::try_from(w.as_millis()).unwrap_or(u64::MAX);
+                now_ms.saturating_add(ms)
+            });
+        }
+        self
+    }
+
     /// Until when a 429 says not to come back (epoch ms): the later of
     /// `retry-after` and the unified reset, if either was given.
     pub fn rate_limited_until_ms(&self, now_ms: u64) -> Option<u64> {
@@ -223,6 +238,22 @@ mod tests {
         );
         let h = headers(&[("retry-after", "soon")]);
         assert_eq!(RateSignals::from_headers(&h, NOW).retry_at_ms, None);
+    }
+
+    #[test]
+    fn a_wait_from_the_body_stands_in_for_retry_after() {
+        let wait = Some(Duration::from_millis(37_500));
+        let none = RateSignals::default().or_wait(wait, NOW);
+        assert_eq!(none.retry_at_ms, Some(NOW + 37_500));
+        let h = headers(&[("retry-after", "5")]);
+        let header = RateSignals::from_headers(&h, NOW).or_wait(wait, NOW);
+        assert_eq!(header.retry_at_ms, Some(NOW + 5_000), "the header wins");
+        let huge = RateSignals::default().or_wait(Some(Duration::MAX), NOW);
+        assert_eq!(
+            huge.retry_at_ms,
+            Some(u64::MAX),
+            "saturates; health caps it"
+        );
     }
 
     #[test]

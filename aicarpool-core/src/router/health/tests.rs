@@ -141,7 +141,14 @@ fn overload_rate_limit_until_and_client_errors() {
 #[test]
 fn credentials_need_an_admin() {
     let h = AccountHealth::new("a");
-    record(&h, T0, Outcome::CredentialsRejected { status: 401 });
+    record(
+        &h,
+        T0,
+        Outcome::CredentialsRejected {
+            status: 401,
+            reason: "refused".into(),
+        },
+    );
     let later = T0 + 86_400_000;
     assert_eq!(h.state(later), HealthState::NeedsAttention);
     assert!(matches!(h.try_begin(later), Admission::Refused(_)));
@@ -154,7 +161,8 @@ fn credentials_need_an_admin() {
     );
     assert_eq!(h.state(later), HealthState::NeedsAttention);
     let snap = h.snapshot(later);
-    assert_eq!(snap.last_error.unwrap().status, Some(401));
+    let last = snap.last_error.unwrap();
+    assert_eq!((last.status, last.message.as_str()), (Some(401), "refused"));
     h.reset();
     assert_eq!(h.state(later), HealthState::Healthy);
     assert!(h.snapshot(later).last_error.is_none());
