@@ -10,6 +10,11 @@ use super::{GatewayConfig, GatewayError};
 use crate::provider::ResponseClass;
 use crate::router::{Outcome, Tally, Verdict};
 
+/// Longest wait a client is told to take: an upstream's weekly window at
+/// most (the router caps cooling the same way), never what a broken or
+/// hostile upstream names.
+const MAX_CLIENT_RETRY_AFTER: Duration = Duration::from_secs(8 * 24 * 3600);
+
 /// The SDKs' own timeout header (seconds); Claude Code sends it.
 const CLIENT_TIMEOUT_HEADER: &str = "x-stainless-timeout";
 
@@ -54,7 +59,7 @@ pub(super) fn refusal(tally: &Tally, last: Option<&str>, out_of_time: bool) -> G
     match tally.verdict() {
         Some(Verdict::RateLimited { retry_after }) => GatewayError::RateLimited {
             message: detail("every account of this group is rate limited"),
-            retry_after,
+            retry_after: retry_after.map(|d| d.min(MAX_CLIENT_RETRY_AFTER)),
         },
         Some(Verdict::Overloaded) => GatewayError::Overloaded(detail(
             "the accounts of this group are overloaded, recovering or at their concurrency limit",
@@ -74,6 +79,21 @@ pub(super) fn refusal(tally: &Tally, last: Option<&str>, out_of_time: bool) -> G
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_is_never_told_to_wait_longer_than_the_cap() {
+        let mut tally = Tally::default();
+        tally.attempt(
+            &Outcome::RateLimited,
+            Some(Duration::from_secs(u32::MAX.into())),
+        );
+        match refusal(&tally, None, false) {
+            GatewayError::RateLimited { retry_after, .. } => {
+                assert_eq!(retry_after, Some(MAX_CLIENT_RETRY_AFTER));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn the_client_timeout_shortens_the_deadline() {
