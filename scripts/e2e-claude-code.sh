@@ -17,8 +17,10 @@ cleanup() {
 trap cleanup EXIT
 
 if ! command -v claude >/dev/null 2>&1; then
-  echo "installing @anthropic-ai/claude-code from npm"
-  npm install -g --no-fund --no-audit @anthropic-ai/claude-code >/dev/null
+  # The version these checks last passed with; set AICARPOOL_E2E_CLAUDE_CODE to try another.
+  version="${AICARPOOL_E2E_CLAUDE_CODE:-2.1.197}"
+  echo "installing @anthropic-ai/claude-code@$version from npm"
+  npm install -g --no-fund --no-audit "@anthropic-ai/claude-code@$version" >/dev/null
 fi
 echo "claude: $(claude --version)"
 

@@ -9,8 +9,10 @@ set -euo pipefail
 source "$(dirname "$0")/e2e-lib.sh"
 
 if ! command -v codex >/dev/null 2>&1; then
-  echo "installing @openai/codex from npm"
-  timeout 600 npm install -g --no-fund --no-audit @openai/codex >/dev/null
+  # The version these checks last passed with; set AICARPOOL_E2E_CODEX to try another.
+  version="${AICARPOOL_E2E_CODEX:-0.169.0}"
+  echo "installing @openai/codex@$version from npm"
+  timeout 600 npm install -g --no-fund --no-audit "@openai/codex@$version" >/dev/null
 fi
 echo "codex: $(codex --version)"
 

@@ -8,8 +8,10 @@ set -euo pipefail
 source "$(dirname "$0")/e2e-lib.sh"
 
 if ! command -v gemini >/dev/null 2>&1; then
-  echo "installing @google/gemini-cli from npm"
-  timeout 600 npm install -g --no-fund --no-audit @google/gemini-cli >/dev/null
+  # The version these checks last passed with; set AICARPOOL_E2E_GEMINI_CLI to try another.
+  version="${AICARPOOL_E2E_GEMINI_CLI:-0.61.0}"
+  echo "installing @google/gemini-cli@$version from npm"
+  timeout 600 npm install -g --no-fund --no-audit "@google/gemini-cli@$version" >/dev/null
 fi
 echo "gemini: $(gemini --version)"
 

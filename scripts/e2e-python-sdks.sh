@@ -9,8 +9,9 @@ set -euo pipefail
 source "$(dirname "$0")/e2e-lib.sh"
 
 if ! python3 -c 'import google.genai, openai, anthropic' 2>/dev/null; then
+  # The versions these checks last passed with.
   echo "installing google-genai, openai and anthropic from PyPI"
-  timeout 600 pip install --quiet google-genai openai anthropic
+  timeout 600 pip install --quiet google-genai==3.6.1 openai==3.57.0 anthropic==2.14.0
 fi
 
 build_bins
