@@ -1,14 +1,23 @@
 //! Conversions every SQL backend shares: driver errors to store errors,
 //! timestamps to unix milliseconds, values to JSON text, enums to the
-//! names the schemas store. Reading a column is backend-specific (each
-//! driver has its own row type) and lives in `sqlite/codec.rs` and
-//! `postgres/codec.rs`, next to the helpers re-exported from here.
+//! names the schemas store, and reading a result row ([`ReadRow`]).
+//!
+//! The split between the backends: each driver has its own row type, so
+//! `sqlite/codec.rs` and `postgres/codec.rs` only say how it reads the
+//! few primitive column types ([`ReadRow`]'s required methods). Everything
+//! read on top of them (times, JSON, narrowed integers) is here, and the
+//! row mappers that turn a row into a domain value are in [`rows`], used
+//! by both backends. The SQL itself, transactions and locking stay with
+//! each backend.
 
 use aicarpool_core::account::{AccountOwner, Platform, Preset};
 use aicarpool_core::binding::BindingMode;
 use aicarpool_core::store::{StoreError, StoreResult};
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+pub(crate) mod rows;
 
 /// Maps a driver error onto the store's errors. Messages name tables and
 /// columns, never values, so no secret can leak through them.
@@ -46,7 +55,7 @@ pub(crate) fn ms_ceil(t: DateTime<Utc>) -> i64 {
     }
 }
 
-pub(crate) fn time(ms: i64) -> StoreResult<DateTime<Utc>> {
+fn time(ms: i64) -> StoreResult<DateTime<Utc>> {
     DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt("timestamp"))
 }
 
@@ -59,6 +68,71 @@ pub(crate) fn json<T: Serialize>(value: &T) -> StoreResult<String> {
 pub(crate) fn int(v: u64) -> StoreResult<i64> {
     i64::try_from(v).map_err(|_| StoreError::Backend(format!("{v} is too large to store")))
 }
+
+/// A result row of either backend, read by column name.
+///
+/// The drivers decode strictly by column type, so each backend implements
+/// the primitive reads for its row type (decode failures and `NULL` in a
+/// non-optional read become `Backend` errors); the typed reads are
+/// written once here on top of them.
+pub(crate) trait ReadRow {
+    fn text(&self, col: &str) -> StoreResult<String>;
+    fn opt_text(&self, col: &str) -> StoreResult<Option<String>>;
+    /// A 64-bit integer column (`INTEGER` in SQLite, `BIGINT` in PostgreSQL).
+    fn i64(&self, col: &str) -> StoreResult<i64>;
+    fn opt_i64(&self, col: &str) -> StoreResult<Option<i64>>;
+    fn bool(&self, col: &str) -> StoreResult<bool>;
+    fn bytes(&self, col: &str) -> StoreResult<Vec<u8>>;
+
+    /// A 32-bit integer column (PostgreSQL's `INTEGER`). SQLite keeps
+    /// every integer in 64 bits, so by default it is read and narrowed.
+    fn i32(&self, col: &str) -> StoreResult<i32> {
+        self.int(col)
+    }
+
+    fn opt_i32(&self, col: &str) -> StoreResult<Option<i32>> {
+        self.opt_int(col)
+    }
+
+    /// Reads a 64-bit integer column into a narrower or unsigned type.
+    fn int<T: TryFrom<i64>>(&self, col: &str) -> StoreResult<T> {
+        T::try_from(self.i64(col)?).map_err(|_| corrupt(col))
+    }
+
+    fn opt_int<T: TryFrom<i64>>(&self, col: &str) -> StoreResult<Option<T>> {
+        self.opt_i64(col)?
+            .map(|v| T::try_from(v).map_err(|_| corrupt(col)))
+            .transpose()
+    }
+
+    /// A timestamp, stored as unix milliseconds.
+    fn time(&self, col: &str) -> StoreResult<DateTime<Utc>> {
+        time(self.i64(col)?)
+    }
+
+    fn opt_time(&self, col: &str) -> StoreResult<Option<DateTime<Utc>>> {
+        self.opt_i64(col)?.map(time).transpose()
+    }
+
+    /// JSON read as text: SQLite stores it so, PostgreSQL's JSONB columns
+    /// are selected as `col::text AS col`.
+    fn json<T: DeserializeOwned>(&self, col: &str) -> StoreResult<T> {
+        serde_json::from_str(&self.text(col)?).map_err(|_| corrupt(col))
+    }
+}
+
+/// Writes [`ReadRow`] methods that decode a column straight into the Rust
+/// type (`text: String`, …), as the driver of the row type maps it.
+macro_rules! decode_columns {
+    ($($name:ident: $ty:ty),* $(,)?) => {
+        $(
+            fn $name(&self, col: &str) -> aicarpool_core::store::StoreResult<$ty> {
+                sqlx::Row::try_get(self, col).map_err($crate::codec::db_err)
+            }
+        )*
+    };
+}
+pub(crate) use decode_columns;
 
 pub(crate) fn platform(s: &str) -> StoreResult<Platform> {
     Ok(match s {
@@ -171,6 +245,71 @@ mod tests {
             assert_eq!(json(&m).unwrap(), format!("\"{}\"", mode_str(m)));
         }
         assert!(platform("nope").is_err());
+    }
+
+    /// A row of text columns, `None` standing for `NULL`.
+    struct Row(Vec<(&'static str, Option<&'static str>)>);
+
+    impl Row {
+        fn cell(&self, col: &str) -> Option<&'static str> {
+            self.0.iter().find(|(c, _)| *c == col).and_then(|(_, v)| *v)
+        }
+    }
+
+    impl ReadRow for Row {
+        fn text(&self, col: &str) -> StoreResult<String> {
+            self.opt_text(col)?.ok_or_else(|| corrupt(col))
+        }
+
+        fn opt_text(&self, col: &str) -> StoreResult<Option<String>> {
+            Ok(self.cell(col).map(str::to_owned))
+        }
+
+        fn i64(&self, col: &str) -> StoreResult<i64> {
+            self.opt_i64(col)?.ok_or_else(|| corrupt(col))
+        }
+
+        fn opt_i64(&self, col: &str) -> StoreResult<Option<i64>> {
+            self.cell(col)
+                .map(|v| v.parse().map_err(|_| corrupt(col)))
+                .transpose()
+        }
+
+        fn bool(&self, col: &str) -> StoreResult<bool> {
+            Ok(self.i64(col)? != 0)
+        }
+
+        fn bytes(&self, col: &str) -> StoreResult<Vec<u8>> {
+            Ok(self.text(col)?.into_bytes())
+        }
+    }
+
+    #[test]
+    fn typed_reads_refuse_what_the_domain_cannot_take() {
+        let row = Row(vec![
+            ("uses", Some("7")),
+            ("negative", Some("-1")),
+            ("huge", Some("4294967296")),
+            ("missing", None),
+            ("at", Some("1700000000123")),
+            ("far", Some("9223372036854775807")),
+            ("list", Some(r#"["a","b"]"#)),
+            ("garbled", Some("[")),
+        ]);
+        assert_eq!(row.int::<u32>("uses").unwrap(), 7);
+        assert!(row.int::<u32>("negative").is_err());
+        assert!(row.i32("huge").is_err());
+        assert_eq!(row.opt_int::<u32>("missing").unwrap(), None);
+        assert!(row.opt_int::<u32>("huge").is_err());
+        assert_eq!(
+            row.time("at").unwrap().timestamp_millis(),
+            1_700_000_000_123
+        );
+        assert!(row.time("far").is_err());
+        assert_eq!(row.opt_time("missing").unwrap(), None);
+        assert_eq!(row.json::<Vec<String>>("list").unwrap(), ["a", "b"]);
+        let err = row.json::<Vec<String>>("garbled").unwrap_err();
+        assert!(err.to_string().contains("garbled"), "{err}");
     }
 
     #[test]

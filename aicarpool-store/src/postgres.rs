@@ -14,6 +14,13 @@
 //! instances starting together migrate once. [`PostgresStore::connect_in_schema`]
 //! keeps the tables in a schema of their own (created when missing): one
 //! database can hold several deployments, or a test per schema.
+//!
+//! Each submodule holds the SQL of one storage trait; the rows it selects
+//! are read into domain values by the mappers it shares with SQLite
+//! ([`crate::codec::rows`]), through [`ReadRow`] for `PgRow`
+//! (`codec.rs`).
+//!
+//! [`ReadRow`]: crate::codec::ReadRow
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -1,4 +1,12 @@
 //! The SQLite backend.
+//!
+//! Each submodule holds the SQL of one storage trait (statements,
+//! transactions, SQLite's `?` placeholders and `rowid` ordering); the
+//! rows it selects are read into domain values by the mappers it shares
+//! with PostgreSQL ([`crate::codec::rows`]), through [`ReadRow`] for
+//! `SqliteRow` (`codec.rs`).
+//!
+//! [`ReadRow`]: crate::codec::ReadRow
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -1,59 +1,17 @@
 //! Upstream accounts and group bindings.
 
 use aicarpool_core::account::Account;
-use aicarpool_core::binding::{Binding, BoundAccount};
-use aicarpool_core::secret::Sealed;
+use aicarpool_core::binding::Binding;
 use aicarpool_core::store::{AccountStore, StoreResult};
 use async_trait::async_trait;
-use sqlx::postgres::PgRow;
 
-use super::codec::{
-    db_err, get, get_int, get_json, get_opt_int, get_time, json, mode, mode_str, ms, owner,
-    owner_cols, platform, preset, preset_str, wide,
-};
+use super::codec::{db_err, json, mode, mode_str, ms, owner_cols, preset_str, wide, ReadRow};
 use super::{affected, PostgresStore};
+use crate::codec::rows::{account_binding_row, account_row, bound_row};
 
 pub(super) const ACCOUNT_COLS: &str = "id, name, platform, preset, base_url, owner_kind, \
      owner_id, models::text AS models, model_map::text AS model_map, priority, weight, \
      max_concurrency, proxy, enabled, credentials, created_at, updated_at";
-
-pub(super) fn account_row(row: &PgRow) -> StoreResult<Account> {
-    let owner_kind: String = get(row, "owner_kind")?;
-    Ok(Account {
-        id: get(row, "id")?,
-        name: get(row, "name")?,
-        platform: platform(&get::<String>(row, "platform")?)?,
-        preset: get::<Option<String>>(row, "preset")?
-            .map(|p| preset(&p))
-            .transpose()?,
-        base_url: get(row, "base_url")?,
-        owner: owner(&owner_kind, get(row, "owner_id")?)?,
-        models: get_json(row, "models")?,
-        model_map: get_json(row, "model_map")?,
-        priority: get(row, "priority")?,
-        weight: get_int(row, "weight")?,
-        max_concurrency: get_opt_int(row, "max_concurrency")?,
-        proxy: get(row, "proxy")?,
-        enabled: get(row, "enabled")?,
-        credentials: Sealed(get(row, "credentials")?),
-        created_at: get_time(row, "created_at")?,
-        updated_at: get_time(row, "updated_at")?,
-    })
-}
-
-/// An entry of a binding; `account_id` is `NULL` on the one row a binding
-/// without entries yields (see [`PostgresStore::binding`]).
-fn bound_row(row: &PgRow) -> StoreResult<Option<BoundAccount>> {
-    let Some(account_id) = get::<Option<String>>(row, "account_id")? else {
-        return Ok(None);
-    };
-    Ok(Some(BoundAccount {
-        account_id,
-        priority: get(row, "priority")?,
-        weight: get_opt_int(row, "weight")?,
-        dedicated: get(row, "dedicated")?,
-    }))
-}
 
 #[async_trait]
 impl AccountStore for PostgresStore {
@@ -224,11 +182,15 @@ impl AccountStore for PostgresStore {
         };
         let mut accounts = Vec::with_capacity(rows.len());
         for row in &rows {
-            accounts.extend(bound_row(row)?);
+            // `account_id` is `NULL` on the one row a binding without
+            // entries yields.
+            if row.opt_text("account_id")?.is_some() {
+                accounts.push(bound_row(row)?);
+            }
         }
         Ok(Some(Binding {
             group_id: group_id.to_owned(),
-            mode: mode(&get::<String>(first, "mode")?)?,
+            mode: mode(&first.text("mode")?)?,
             accounts,
         }))
     }
@@ -244,8 +206,6 @@ impl AccountStore for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        rows.iter()
-            .map(|r| Ok((get(r, "group_id")?, get(r, "dedicated")?)))
-            .collect()
+        rows.iter().map(account_binding_row).collect()
     }
 }

@@ -3,35 +3,15 @@
 use aicarpool_core::key::{KeyHash, KeyRecord};
 use aicarpool_core::store::{KeyStore, StoreError, StoreResult};
 use async_trait::async_trait;
-use sqlx::postgres::PgRow;
 
-use super::codec::{corrupt, db_err, get, get_json, get_opt_time, get_time, json, ms};
+use super::codec::{db_err, json, ms};
 use super::{affected, PostgresStore};
+use crate::codec::rows::key_row;
 
 /// Unqualified, so they serve `RETURNING` too.
 pub(super) const KEY_COLS: &str = "id, group_id, user_id, name, key_hash, hint, enabled, \
      expires_at, services::text AS services, models::text AS models, \
      clients::text AS clients, limits::text AS limits, created_at, updated_at";
-
-pub(super) fn key_row(row: &PgRow) -> StoreResult<KeyRecord> {
-    let hash: String = get(row, "key_hash")?;
-    Ok(KeyRecord {
-        id: get(row, "id")?,
-        group_id: get(row, "group_id")?,
-        user_id: get(row, "user_id")?,
-        name: get(row, "name")?,
-        key_hash: Some(KeyHash::from_hex(&hash).ok_or_else(|| corrupt("key_hash"))?),
-        hint: get(row, "hint")?,
-        enabled: get(row, "enabled")?,
-        expires_at: get_opt_time(row, "expires_at")?,
-        services: get_json(row, "services")?,
-        models: get_json(row, "models")?,
-        clients: get_json(row, "clients")?,
-        limits: get_json(row, "limits")?,
-        created_at: get_time(row, "created_at")?,
-        updated_at: get_time(row, "updated_at")?,
-    })
-}
 
 fn hash_hex(key: &KeyRecord) -> StoreResult<String> {
     key.key_hash

@@ -8,14 +8,14 @@
 
 use aicarpool_core::store::{StoreResult, UsageStore};
 use aicarpool_core::usage::{
-    UsageGroupBy, UsageQuery, UsageRecord, UsageReport, UsageRow, UsageScope, UsageTotals,
+    UsageGroupBy, UsageQuery, UsageRecord, UsageReport, UsageScope, UsageTotals,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgRow;
 
-use super::codec::{db_err, get, get_int, int, ms, ms_ceil};
+use super::codec::{db_err, int, ms, ms_ceil};
 use super::PostgresStore;
+use crate::codec::rows::{since_totals, usage_report};
 
 /// The bucket of each `UsageGroupBy`, written to match
 /// [`UsageQuery::bucket`] exactly. `at` is unix milliseconds; it is
@@ -45,18 +45,6 @@ const TOTALS_SQL: &str = "COUNT(*) AS requests,
     COALESCE(SUM(cache_read_tokens), 0)::BIGINT AS cache_read_tokens,
     COALESCE(SUM(cost_micro_usd), 0)::BIGINT AS cost_micro_usd,
     COUNT(*) FILTER (WHERE status >= 400) AS errors";
-
-fn totals_row(row: &PgRow) -> StoreResult<UsageTotals> {
-    Ok(UsageTotals {
-        requests: get_int(row, "requests")?,
-        input_tokens: get_int(row, "input_tokens")?,
-        output_tokens: get_int(row, "output_tokens")?,
-        cache_write_tokens: get_int(row, "cache_write_tokens")?,
-        cache_read_tokens: get_int(row, "cache_read_tokens")?,
-        cost_micro_usd: get(row, "cost_micro_usd")?,
-        errors: get_int(row, "errors")?,
-    })
-}
 
 /// The `WHERE` condition of a scope, its ids bound from parameter
 /// `$first` on, and those ids.
@@ -111,28 +99,6 @@ fn since_columns(n: usize, first: usize) -> String {
         ));
     }
     cols.join(",\n")
-}
-
-fn since_totals(row: &PgRow, i: usize) -> StoreResult<UsageTotals> {
-    Ok(UsageTotals {
-        requests: get_int(row, &format!("requests_{i}"))?,
-        input_tokens: get_int(row, &format!("input_tokens_{i}"))?,
-        output_tokens: get_int(row, &format!("output_tokens_{i}"))?,
-        cache_write_tokens: get_int(row, &format!("cache_write_tokens_{i}"))?,
-        cache_read_tokens: get_int(row, &format!("cache_read_tokens_{i}"))?,
-        cost_micro_usd: get(row, &format!("cost_micro_usd_{i}"))?,
-        errors: get_int(row, &format!("errors_{i}"))?,
-    })
-}
-
-fn add(sum: &mut UsageTotals, t: &UsageTotals) {
-    sum.requests += t.requests;
-    sum.input_tokens += t.input_tokens;
-    sum.output_tokens += t.output_tokens;
-    sum.cache_write_tokens += t.cache_write_tokens;
-    sum.cache_read_tokens += t.cache_read_tokens;
-    sum.cost_micro_usd += t.cost_micro_usd;
-    sum.errors += t.errors;
 }
 
 /// A batch as one array per column, for `UNNEST`.
@@ -256,28 +222,7 @@ impl UsageStore for PostgresStore {
             q = q.bind(b);
         }
         let rows = q.fetch_all(&self.pool).await.map_err(db_err)?;
-
-        if query.group_by.is_none() {
-            let totals = rows
-                .first()
-                .map(totals_row)
-                .transpose()?
-                .unwrap_or_default();
-            return Ok(UsageReport {
-                rows: Vec::new(),
-                totals,
-            });
-        }
-        let mut report = UsageReport::default();
-        for row in &rows {
-            let totals = totals_row(row)?;
-            add(&mut report.totals, &totals);
-            report.rows.push(UsageRow {
-                bucket: get(row, "bucket")?,
-                totals,
-            });
-        }
-        Ok(report)
+        usage_report(&rows, query.group_by.is_some())
     }
 
     /// Every instant's sums in one pass over the scope's rows (the

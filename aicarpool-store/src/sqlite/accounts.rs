@@ -1,55 +1,18 @@
 //! Upstream accounts and group bindings.
 
 use aicarpool_core::account::Account;
-use aicarpool_core::binding::{Binding, BoundAccount};
-use aicarpool_core::secret::Sealed;
+use aicarpool_core::binding::Binding;
 use aicarpool_core::store::{AccountStore, StoreResult};
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
 
-use super::codec::{
-    db_err, get, get_int, get_json, get_opt_int, get_time, json, mode, mode_str, ms, owner,
-    owner_cols, platform, preset, preset_str,
-};
+use super::codec::{db_err, json, mode, mode_str, ms, owner_cols, preset_str};
 use super::{affected, SqliteStore};
+use crate::codec::rows::{account_binding_row, account_row, bound_row};
 
 pub(super) const ACCOUNT_COLS: &str =
     "id, name, platform, preset, base_url, owner_kind, owner_id, models, \
                             model_map, priority, weight, max_concurrency, proxy, enabled, \
                             credentials, created_at, updated_at";
-
-pub(super) fn account_row(row: &SqliteRow) -> StoreResult<Account> {
-    let owner_kind: String = get(row, "owner_kind")?;
-    Ok(Account {
-        id: get(row, "id")?,
-        name: get(row, "name")?,
-        platform: platform(&get::<String>(row, "platform")?)?,
-        preset: get::<Option<String>>(row, "preset")?
-            .map(|p| preset(&p))
-            .transpose()?,
-        base_url: get(row, "base_url")?,
-        owner: owner(&owner_kind, get(row, "owner_id")?)?,
-        models: get_json(row, "models")?,
-        model_map: get_json(row, "model_map")?,
-        priority: get_int(row, "priority")?,
-        weight: get_int(row, "weight")?,
-        max_concurrency: get_opt_int(row, "max_concurrency")?,
-        proxy: get(row, "proxy")?,
-        enabled: get(row, "enabled")?,
-        credentials: Sealed(get(row, "credentials")?),
-        created_at: get_time(row, "created_at")?,
-        updated_at: get_time(row, "updated_at")?,
-    })
-}
-
-fn bound_row(row: &SqliteRow) -> StoreResult<BoundAccount> {
-    Ok(BoundAccount {
-        account_id: get(row, "account_id")?,
-        priority: get_opt_int(row, "priority")?,
-        weight: get_opt_int(row, "weight")?,
-        dedicated: get(row, "dedicated")?,
-    })
-}
 
 #[async_trait]
 impl AccountStore for SqliteStore {
@@ -223,8 +186,6 @@ impl AccountStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        rows.iter()
-            .map(|r| Ok((get(r, "group_id")?, get(r, "dedicated")?)))
-            .collect()
+        rows.iter().map(account_binding_row).collect()
     }
 }

@@ -3,41 +3,15 @@
 use aicarpool_core::enterprise::{AuditEntry, AuditQuery, EnterpriseEvent};
 use aicarpool_core::store::{AuditStore, StoreResult};
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
 
-use super::codec::{db_err, get, get_json, get_time, json, ms, ms_ceil};
+use super::codec::{db_err, json, ms, ms_ceil};
 use super::SqliteStore;
+use crate::codec::rows::{audit_row, event_row};
 
 const AUDIT_COLS: &str =
     "id, at, actor_id, action, target_type, target_id, enterprise_id, group_id, detail";
 
 const EVENT_COLS: &str = "id, enterprise_id, department_id, at, kind, dedupe_key, detail";
-
-fn audit_row(row: &SqliteRow) -> StoreResult<AuditEntry> {
-    Ok(AuditEntry {
-        id: get(row, "id")?,
-        at: get_time(row, "at")?,
-        actor_id: get(row, "actor_id")?,
-        action: get(row, "action")?,
-        target_type: get(row, "target_type")?,
-        target_id: get(row, "target_id")?,
-        enterprise_id: get(row, "enterprise_id")?,
-        group_id: get(row, "group_id")?,
-        detail: get_json(row, "detail")?,
-    })
-}
-
-fn event_row(row: &SqliteRow) -> StoreResult<EnterpriseEvent> {
-    Ok(EnterpriseEvent {
-        id: get(row, "id")?,
-        enterprise_id: get(row, "enterprise_id")?,
-        department_id: get(row, "department_id")?,
-        at: get_time(row, "at")?,
-        kind: get(row, "kind")?,
-        dedupe_key: get(row, "dedupe_key")?,
-        detail: get_json(row, "detail")?,
-    })
-}
 
 #[async_trait]
 impl AuditStore for SqliteStore {

@@ -6,65 +6,24 @@ use aicarpool_core::enterprise::{
 };
 use aicarpool_core::key::KeyRecord;
 use aicarpool_core::org::{Group, User};
-use aicarpool_core::store::{EnterpriseStore, StoreError, StoreResult};
+use aicarpool_core::store::{EnterpriseStore, StoreResult};
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
 
-use super::accounts::{account_row, ACCOUNT_COLS};
-use super::codec::{db_err, get, get_json, get_time, json, ms};
-use super::groups::{group_row, GROUP_COLS};
-use super::keys::{key_row, KEY_COLS};
-use super::users::user_row;
+use super::accounts::ACCOUNT_COLS;
+use super::codec::{db_err, json, ms};
+use super::groups::GROUP_COLS;
+use super::keys::KEY_COLS;
 use super::{affected, SqliteStore};
+use crate::codec::rows::{
+    account_row, department_admin_row, department_row, enterprise_member_row, enterprise_role,
+    enterprise_row, group_row, key_row, user_row,
+};
 
 const ENTERPRISE_COLS: &str = "e.id AS id, e.name AS name, e.budget AS budget, \
      e.created_by AS created_by, e.created_at AS created_at";
 
 const DEPARTMENT_COLS: &str = "d.id AS id, d.enterprise_id AS enterprise_id, \
      d.parent_id AS parent_id, d.name AS name, d.budget AS budget, d.created_at AS created_at";
-
-fn enterprise_row(row: &SqliteRow) -> StoreResult<Enterprise> {
-    Ok(Enterprise {
-        id: get(row, "id")?,
-        name: get(row, "name")?,
-        budget: get_json(row, "budget")?,
-        created_by: get(row, "created_by")?,
-        created_at: get_time(row, "created_at")?,
-    })
-}
-
-fn department_row(row: &SqliteRow) -> StoreResult<Department> {
-    Ok(Department {
-        id: get(row, "id")?,
-        enterprise_id: get(row, "enterprise_id")?,
-        parent_id: get(row, "parent_id")?,
-        name: get(row, "name")?,
-        budget: get_json(row, "budget")?,
-        created_at: get_time(row, "created_at")?,
-    })
-}
-
-fn enterprise_role(row: &SqliteRow, col: &str) -> StoreResult<EnterpriseRole> {
-    EnterpriseRole::parse(&get::<String>(row, col)?)
-        .ok_or_else(|| StoreError::Backend(format!("corrupt row: bad {col}")))
-}
-
-fn member_row(row: &SqliteRow) -> StoreResult<EnterpriseMember> {
-    Ok(EnterpriseMember {
-        enterprise_id: get(row, "enterprise_id")?,
-        user_id: get(row, "user_id")?,
-        role: enterprise_role(row, "role")?,
-        added_at: get_time(row, "added_at")?,
-    })
-}
-
-fn department_admin_row(row: &SqliteRow) -> StoreResult<DepartmentAdmin> {
-    Ok(DepartmentAdmin {
-        department_id: get(row, "department_id")?,
-        user_id: get(row, "user_id")?,
-        added_at: get_time(row, "added_at")?,
-    })
-}
 
 #[async_trait]
 impl EnterpriseStore for SqliteStore {
@@ -183,7 +142,7 @@ impl EnterpriseStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(db_err)?;
-        row.map(|r| member_row(&r)).transpose()
+        row.map(|r| enterprise_member_row(&r)).transpose()
     }
 
     async fn enterprise_members(
@@ -205,7 +164,7 @@ impl EnterpriseStore for SqliteStore {
         .await
         .map_err(db_err)?;
         rows.iter()
-            .map(|r| Ok((member_row(r)?, user_row(r, "u_")?)))
+            .map(|r| Ok((enterprise_member_row(r)?, user_row(r, "u_")?)))
             .collect()
     }
 

@@ -5,58 +5,19 @@ use aicarpool_core::org::{Group, GroupRole, Invitation, Membership, User};
 use aicarpool_core::store::{GroupStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteRow;
 
-use super::codec::{db_err, get, get_int, get_json, get_opt_int, get_time, json, ms, role};
-use super::keys::{key_row, KEY_COLS};
-use super::users::user_row;
+use super::codec::{db_err, json, ms};
+use super::keys::KEY_COLS;
 use super::{affected, SqliteStore};
+use crate::codec::rows::{
+    group_row, invitation_row, key_row, membership_row, role, user_row, INVITATION_COLS,
+};
 
 // Aliased: SQLite only promises result names for columns given `AS`.
 pub(super) const GROUP_COLS: &str =
     "g.id AS id, g.name AS name, g.enterprise_id AS enterprise_id, \
      g.department_id AS department_id, g.max_members AS max_members, g.limits AS limits, \
      g.created_by AS created_by, g.created_at AS created_at";
-
-const INVITATION_COLS: &str = "id, group_id, token_hash, email, role, max_uses, uses, \
-                               expires_at, created_by, created_at";
-
-pub(super) fn group_row(row: &SqliteRow) -> StoreResult<Group> {
-    Ok(Group {
-        id: get(row, "id")?,
-        name: get(row, "name")?,
-        enterprise_id: get(row, "enterprise_id")?,
-        department_id: get(row, "department_id")?,
-        max_members: get_opt_int(row, "max_members")?,
-        limits: get_json(row, "limits")?,
-        created_by: get(row, "created_by")?,
-        created_at: get_time(row, "created_at")?,
-    })
-}
-
-fn membership_row(row: &SqliteRow) -> StoreResult<Membership> {
-    Ok(Membership {
-        group_id: get(row, "group_id")?,
-        user_id: get(row, "user_id")?,
-        role: role(row, "role")?,
-        joined_at: get_time(row, "joined_at")?,
-    })
-}
-
-fn invitation_row(row: &SqliteRow) -> StoreResult<Invitation> {
-    Ok(Invitation {
-        id: get(row, "id")?,
-        group_id: get(row, "group_id")?,
-        token_hash: get(row, "token_hash")?,
-        email: get(row, "email")?,
-        role: role(row, "role")?,
-        max_uses: get_opt_int(row, "max_uses")?,
-        uses: get_int(row, "uses")?,
-        expires_at: get_time(row, "expires_at")?,
-        created_by: get(row, "created_by")?,
-        created_at: get_time(row, "created_at")?,
-    })
-}
 
 #[async_trait]
 impl GroupStore for SqliteStore {

@@ -3,35 +3,10 @@
 use aicarpool_core::org::{Session, User};
 use aicarpool_core::store::{StoreResult, UserStore};
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
 
-use super::codec::{db_err, get, get_time, ms};
+use super::codec::{db_err, ms};
 use super::SqliteStore;
-
-pub(super) const USER_COLS: &str = "id, email, name, password_hash, is_system_admin, created_at";
-
-/// Reads a user from columns named as in [`USER_COLS`], each prefixed
-/// with `prefix` (for joins).
-pub(super) fn user_row(row: &SqliteRow, prefix: &str) -> StoreResult<User> {
-    let col = |c: &str| format!("{prefix}{c}");
-    Ok(User {
-        id: get(row, &col("id"))?,
-        email: get(row, &col("email"))?,
-        name: get(row, &col("name"))?,
-        password_hash: get(row, &col("password_hash"))?,
-        is_system_admin: get(row, &col("is_system_admin"))?,
-        created_at: get_time(row, &col("created_at"))?,
-    })
-}
-
-fn session_row(row: &SqliteRow) -> StoreResult<Session> {
-    Ok(Session {
-        token_hash: get(row, "token_hash")?,
-        user_id: get(row, "user_id")?,
-        created_at: get_time(row, "created_at")?,
-        expires_at: get_time(row, "expires_at")?,
-    })
-}
+use crate::codec::rows::{session_row, user_row, USER_COLS};
 
 #[async_trait]
 impl UserStore for SqliteStore {
