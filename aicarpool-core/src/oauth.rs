@@ -22,12 +22,14 @@ use crate::provider::proxy::HttpClients;
 pub mod endpoint;
 pub mod lease;
 pub mod login;
+pub mod login_store;
 pub mod pkce;
 pub mod refresh;
 
 pub use endpoint::{TokenEndpoint, TokenSet};
 pub use lease::CredentialLease;
-pub use login::{PastedCode, PendingLogins, StartedLogin};
+pub use login::{Login, PastedCode, PendingLogins, StartedLogin};
+pub use login_store::{InMemoryLoginStore, LoginStore, LoginStoreError};
 pub use pkce::Pkce;
 pub use refresh::{TokenManager, TokenManagerConfig};
 
@@ -144,6 +146,12 @@ impl OAuthError {
             OAuthError::Refused { status, .. } => Some(*status),
             _ => None,
         }
+    }
+}
+
+impl From<LoginStoreError> for OAuthError {
+    fn from(e: LoginStoreError) -> Self {
+        OAuthError::Store(e.to_string())
     }
 }
 

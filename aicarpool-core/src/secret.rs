@@ -1,4 +1,5 @@
-//! Sealing upstream credentials at rest with AES-256-GCM.
+//! Sealing upstream credentials at rest with AES-256-GCM (and other
+//! secrets that leave the process, such as pending sign-ins).
 //!
 //! A sealed blob is `version (1) ‖ nonce (12) ‖ ciphertext+tag`. The account
 //! id is bound in as associated data, so a blob copied onto another account
@@ -92,16 +93,23 @@ impl Sealer {
     /// Encrypts `creds` for account `account_id`.
     pub fn seal(&self, account_id: &str, creds: &Credentials) -> Result<Sealed, SecretError> {
         let plain = serde_json::to_vec(creds)?;
+        self.seal_bytes(account_id.as_bytes(), &plain)
+    }
+
+    /// Decrypts the credentials of account `account_id`.
+    pub fn open(&self, account_id: &str, sealed: &Sealed) -> Result<Credentials, SecretError> {
+        let plain = self.open_bytes(account_id.as_bytes(), &sealed.0)?;
+        serde_json::from_slice(&plain).map_err(|_| SecretError::Open)
+    }
+
+    /// Encrypts any bytes, bound to `aad`: opening needs the same `aad`.
+    /// Give each kind of secret an `aad` of its own (`oauth-login:<id>`,
+    /// an account id), so a blob of one kind never opens as another.
+    pub fn seal_bytes(&self, aad: &[u8], plain: &[u8]) -> Result<Sealed, SecretError> {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let ct = self
             .cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: &plain,
-                    aad: account_id.as_bytes(),
-                },
-            )
+            .encrypt(&nonce, Payload { msg: plain, aad })
             .map_err(|_| SecretError::Open)?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
         out.push(VERSION);
@@ -110,24 +118,22 @@ impl Sealer {
         Ok(Sealed(out))
     }
 
-    /// Decrypts the credentials of account `account_id`.
-    pub fn open(&self, account_id: &str, sealed: &Sealed) -> Result<Credentials, SecretError> {
-        let b = &sealed.0;
+    /// Decrypts what [`seal_bytes`](Self::seal_bytes) sealed under `aad`.
+    pub fn open_bytes(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SecretError> {
+        let b = sealed;
         if b.len() < 1 + NONCE_LEN || b[0] != VERSION {
             return Err(SecretError::Open);
         }
         let nonce = Nonce::from_slice(&b[1..1 + NONCE_LEN]);
-        let plain = self
-            .cipher
+        self.cipher
             .decrypt(
                 nonce,
                 Payload {
                     msg: &b[1 + NONCE_LEN..],
-                    aad: account_id.as_bytes(),
+                    aad,
                 },
             )
-            .map_err(|_| SecretError::Open)?;
-        serde_json::from_slice(&plain).map_err(|_| SecretError::Open)
+            .map_err(|_| SecretError::Open)
     }
 }
 

@@ -1,13 +1,15 @@
 //! Choosing the backends: the store from the database URL's scheme, the
-//! limiter from whether Redis is configured.
+//! limiter and the pending sign-ins from whether Redis is configured.
 //!
 //! One instance needs nothing but SQLite. Several instances behind a load
 //! balancer share a PostgreSQL database (accounts, keys, usage) and a Redis
-//! (limit counters), and must all use the same master key.
+//! (limit counters, cache invalidations, pending Claude sign-ins), and must
+//! all use the same master key.
 
 use std::sync::Arc;
 
 use aicarpool_core::limit::{InMemoryLimiter, Limiter, StoreBaseline, UsageBaseline};
+use aicarpool_core::oauth::{InMemoryLoginStore, LoginStore};
 use aicarpool_core::store::DynStore;
 use anyhow::Context;
 
@@ -103,6 +105,34 @@ async fn redis_limiter(
     _url: &str,
     _baseline: Arc<dyn UsageBaseline>,
 ) -> anyhow::Result<Arc<dyn Limiter>> {
+    anyhow::bail!("this build has no Redis support: rebuild with the `redis` feature")
+}
+
+/// Where pending Claude sign-ins are kept: in Redis when
+/// `AICARPOOL_REDIS_URL` is set, so `finish` may reach another instance
+/// than `start`; else in this process.
+pub async fn login_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn LoginStore>> {
+    match &config.redis_url {
+        None => Ok(Arc::new(InMemoryLoginStore::new())),
+        Some(url) => redis_login_store(config, url).await,
+    }
+}
+
+#[cfg(feature = "redis")]
+async fn redis_login_store(config: &ServeConfig, url: &str) -> anyhow::Result<Arc<dyn LoginStore>> {
+    let prefix = config.redis_prefix.as_deref().unwrap_or(REDIS_PREFIX);
+    let store = aicarpool_store::RedisLoginStore::connect(url)
+        .await
+        .context("connecting to Redis for sign-in sessions (AICARPOOL_REDIS_URL)")?
+        .with_prefix(format!("{prefix}oauth-login:"));
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_login_store(
+    _config: &ServeConfig,
+    _url: &str,
+) -> anyhow::Result<Arc<dyn LoginStore>> {
     anyhow::bail!("this build has no Redis support: rebuild with the `redis` feature")
 }
 

@@ -57,6 +57,8 @@ pub async fn build_state(config: ServeConfig) -> anyhow::Result<AppState> {
         .map(|url| mail::Mailer::new(url, &config.mail_from))
         .transpose()?;
     let oauth_logins = Arc::new(api::oauth::Logins::new(
+        backend::login_store(&config).await?,
+        sealer.clone(),
         config.claude_oauth.config().login_ttl,
     ));
     let state = AppState {

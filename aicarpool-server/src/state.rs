@@ -18,6 +18,7 @@ pub struct AppState {
     pub config: Arc<ServeConfig>,
     /// Sends invitation mail; `None` without `AICARPOOL_SMTP_URL`.
     pub mailer: Option<Mailer>,
-    /// Claude sign-ins started and not yet finished.
+    /// Claude sign-ins started and not yet finished (in Redis when
+    /// several instances share one).
     pub oauth_logins: Arc<crate::api::oauth::Logins>,
 }

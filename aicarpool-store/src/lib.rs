@@ -7,7 +7,7 @@
 //! |------------|-------------------------------------------------|---------|
 //! | `sqlite`   | `SqliteStore` (embedded)                        | yes     |
 //! | `postgres` | `PostgresStore` (several instances, one database) | no      |
-//! | `redis`    | `RedisLimiter`, `RedisInvalidationBus` (limits and caches shared across instances) | no |
+//! | `redis`    | `RedisLimiter`, `RedisInvalidationBus`, `RedisLoginStore` (limits, caches and pending sign-ins shared across instances) | no |
 //!
 //! ## Opening a store
 //!
@@ -92,4 +92,7 @@ pub use postgres::{PostgresOpenError, PostgresStore};
 mod redis;
 
 #[cfg(feature = "redis")]
-pub use redis::{InvalidationBusError, RedisInvalidationBus, RedisLimiter, RedisLimiterError};
+pub use redis::{
+    InvalidationBusError, RedisInvalidationBus, RedisLimiter, RedisLimiterError, RedisLoginStore,
+    RedisLoginStoreError,
+};

@@ -1,14 +1,17 @@
 //! Redis for several gateway instances: [`RedisLimiter`] shares member
-//! limits, [`RedisInvalidationBus`] shares cache invalidations. The
+//! limits, [`RedisInvalidationBus`] shares cache invalidations,
+//! [`RedisLoginStore`] shares pending Claude sign-ins. The
 //! limiter's design (why Lua, key layout, failure behaviour) is documented
 //! on [`RedisLimiter`] itself, since this module is private.
 
 mod invalidation;
 mod keys;
+mod logins;
 mod reply;
 mod ticket;
 
 pub use invalidation::{InvalidationBusError, RedisInvalidationBus};
+pub use logins::{RedisLoginStore, RedisLoginStoreError};
 
 use std::fmt;
 use std::sync::{Arc, LazyLock};

@@ -2,7 +2,9 @@
 //! setup tokens, and safe writes of accounts whose tokens rotate.
 //!
 //! `start` returns an authorize URL (PKCE S256; the verifier and state stay
-//! here, for ten minutes, for one use); the owner signs in at Claude,
+//! on the server side, sealed, for ten minutes, for one use, for the caller
+//! who started: in this process, or in Redis when instances share one, so
+//! `finish` may reach another instance); the owner signs in at Claude,
 //! copies the `code#state` Claude shows, and `finish` exchanges it at the
 //! token endpoint (through the account's proxy, if one was given) and
 //! creates the account with the tokens sealed. Tokens never appear in an
@@ -17,7 +19,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::caller::{require_group_role, Action, Caller};
@@ -29,12 +31,12 @@ use crate::state::AppState;
 /// Longest token accepted in pasted credentials.
 const MAX_TOKEN_LEN: usize = 4096;
 
-/// What a started sign-in remembers besides its PKCE pair and state.
-/// `Debug` leaves out the proxy URL (it may hold a password).
-#[derive(Clone)]
+/// What a started sign-in remembers besides its PKCE pair and state. Who
+/// started it is bound in by [`PendingLogins`] itself: only that caller
+/// can finish it. Sealed before it is stored (the proxy URL may hold a
+/// password); `Debug` leaves the proxy URL out.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct LoginContext {
-    /// Only the caller who started a sign-in can finish it.
-    user_id: String,
     owner: AccountOwner,
     name: Option<String>,
     proxy: Option<String>,
@@ -43,7 +45,6 @@ pub struct LoginContext {
 impl std::fmt::Debug for LoginContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoginContext")
-            .field("user_id", &self.user_id)
             .field("owner", &self.owner)
             .field("name", &self.name)
             .field("proxy", &self.proxy.is_some())
@@ -51,7 +52,8 @@ impl std::fmt::Debug for LoginContext {
     }
 }
 
-/// Pending Claude sign-ins of this server.
+/// Pending Claude sign-ins of this server (or of all instances sharing
+/// its Redis).
 pub type Logins = PendingLogins<LoginContext>;
 
 /// `Debug` leaves out the proxy URL (it may hold a password).
@@ -121,13 +123,15 @@ pub async fn start(
         })
         .transpose()?;
     let oauth = state.gateway.claude_oauth();
-    let context = LoginContext {
-        user_id: caller.id().to_owned(),
-        owner,
-        name,
-        proxy,
-    };
-    let started = state.oauth_logins.start(oauth.config(), context);
+    let context = LoginContext { owner, name, proxy };
+    let started = state
+        .oauth_logins
+        .start(oauth.config(), caller.id(), context)
+        .await
+        .map_err(|e| {
+            tracing::warn!(user_id = caller.id(), error = %e, "Claude sign-in not started");
+            login_error(&e)
+        })?;
     let expires_at =
         Utc::now() + chrono::Duration::from_std(oauth.config().login_ttl).unwrap_or_default();
     tracing::info!(user_id = caller.id(), "Claude sign-in started");
@@ -171,6 +175,14 @@ fn login_error(e: &OAuthError) -> ApiError {
         OAuthError::Refused { .. } => {
             ApiError::new(StatusCode::BAD_REQUEST, "oauth_refused", e.to_string())
         }
+        // Where sign-ins are kept is away (Redis); the details are logged.
+        OAuthError::Store(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "oauth_sessions_unavailable",
+            "sign-in sessions are unavailable; try again shortly",
+        ),
+        // Instances that do not share one master key, or a damaged entry.
+        OAuthError::Secret => ApiError::internal("the sign-in session could not be opened"),
         _ => ApiError::new(StatusCode::BAD_GATEWAY, "oauth_unavailable", e.to_string()),
     }
 }
@@ -186,9 +198,8 @@ pub async fn finish(
     let pasted = PastedCode::parse(&body.code).map_err(|e| login_error(&e))?;
     let login = state
         .oauth_logins
-        .take(body.session_id.trim(), pasted.state.as_deref(), |c| {
-            c.user_id == caller.id()
-        })
+        .take(body.session_id.trim(), caller.id(), pasted.state.as_deref())
+        .await
         .map_err(|e| {
             tracing::warn!(user_id = caller.id(), error = %e, "Claude sign-in refused");
             login_error(&e)

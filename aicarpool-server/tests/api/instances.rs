@@ -1,15 +1,18 @@
 //! Two server instances behind one load balancer: one PostgreSQL database,
 //! one Redis, one master key. What one instance creates the other serves;
-//! a member's budget and requests per minute hold across both.
+//! a member's budget and requests per minute hold across both; a Claude
+//! sign-in started on one finishes on the other.
 //!
 //! The databases come from `AICARPOOL_TEST_POSTGRES_URL` and
 //! `AICARPOOL_TEST_REDIS_URL`; without them the tests say they were skipped.
 
 use std::time::Duration;
 
+use aicarpool_core::oauth::ClaudeOAuthConfig;
 use aicarpool_core::pricing::Pricing;
+use aicarpool_server::config::ClaudeOAuthArgs;
 use aicarpool_server::ServeConfig;
-use aicarpool_testkit::{Behavior, MockUpstream};
+use aicarpool_testkit::{Behavior, MockOAuth, MockUpstream};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -30,6 +33,11 @@ struct Shared {
 
 /// Starts two instances, or `None` when the services are not configured.
 async fn two_instances() -> Option<Shared> {
+    two_instances_with(ClaudeOAuthArgs::default()).await
+}
+
+/// Two instances with Claude's OAuth at `claude_oauth`.
+async fn two_instances_with(claude_oauth: ClaudeOAuthArgs) -> Option<Shared> {
     let (Ok(postgres), Ok(redis)) = (
         std::env::var("AICARPOOL_TEST_POSTGRES_URL"),
         std::env::var("AICARPOOL_TEST_REDIS_URL"),
@@ -46,6 +54,7 @@ async fn two_instances() -> Option<Shared> {
         database_schema: Some(schema.clone()),
         redis_url: Some(redis.clone()),
         redis_prefix: Some(prefix.clone()),
+        claude_oauth,
         ..ServeConfig::for_tests(ADMIN_TOKEN)
     };
     // Started together: migrations and schema creation race like a
@@ -64,6 +73,10 @@ async fn two_instances() -> Option<Shared> {
 impl Shared {
     /// Drops the schema and the Redis keys of this run.
     async fn clean_up(self) {
+        // Settlements still on their way would recreate keys after the DEL.
+        for s in [&self.a, &self.b] {
+            s.state.gateway.limiter().flush().await;
+        }
         let pool = sqlx::PgPool::connect(&self.postgres).await.unwrap();
         sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
             .execute(&pool)
@@ -258,5 +271,142 @@ async fn a_key_revoked_on_one_instance_stops_on_the_other_at_once() {
     }
     assert!(refused, "the revoked key still works on the other instance");
     assert_eq!(send(a, &key, &body).await, StatusCode::UNAUTHORIZED);
+    shared.clean_up().await;
+}
+
+/// Keys of this run under `<prefix>oauth-login:`, with their values.
+async fn pending_sign_ins(shared: &Shared) -> Vec<(String, Vec<u8>)> {
+    let client = redis::Client::open(shared.redis.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}oauth-login:*", shared.prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut found = Vec::new();
+    for key in keys {
+        let value: Vec<u8> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        found.push((key, value));
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claude_sign_in_started_on_one_instance_finishes_on_the_other() {
+    let upstream = MockUpstream::start("sk-ant-api-unused").await.unwrap();
+    let oauth = MockOAuth::start(&ClaudeOAuthConfig::default().client_id)
+        .await
+        .unwrap();
+    oauth.link_upstream(&upstream);
+    let Some(shared) = two_instances_with(ClaudeOAuthArgs {
+        token_url: Some(oauth.token_url()),
+        ..Default::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let (a, b) = (&shared.a, &shared.b);
+    let run = aicarpool_core::id::new_id().to_lowercase();
+    let (_, token) = a.register(&format!("owner-{run}@example.com")).await;
+    let (st, group) = a.post("/api/groups", &token, json!({"name": "subs"})).await;
+    assert_eq!(st, StatusCode::CREATED, "{group}");
+    let group = group["id"].as_str().unwrap().to_owned();
+
+    // Started on A: the session waits in Redis, sealed, under a key that
+    // is not the session id.
+    let (st, started) = a
+        .post(
+            "/api/oauth/claude/start",
+            &token,
+            json!({"groupId": group, "name": "max"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{started}");
+    let session = started["sessionId"].as_str().unwrap().to_owned();
+    let auth_url = started["authUrl"].as_str().unwrap().to_owned();
+    let pending = pending_sign_ins(&shared).await;
+    assert_eq!(pending.len(), 1);
+    let (key, sealed) = pending[0].clone();
+    assert!(!key.contains(&session), "{key}");
+
+    // Another user on B can neither finish it nor use it up.
+    let (_, other) = b.register(&format!("other-{run}@example.com")).await;
+    let approval = oauth.approve(&auth_url);
+    let finish = json!({"sessionId": session, "code": approval.pasted});
+    let (st, body) = b
+        .post("/api/oauth/claude/finish", &other, finish.clone())
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(pending_sign_ins(&shared).await.len(), 1);
+
+    // Finished on B: the account exists, for both instances.
+    let (st, account) = b
+        .post("/api/oauth/claude/finish", &token, finish.clone())
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{account}");
+    assert_eq!(account["platform"], "claude_oauth");
+    assert_eq!(account["name"], "max");
+    let account_id = account["id"].as_str().unwrap().to_owned();
+    assert!(pending_sign_ins(&shared).await.is_empty(), "used up");
+    let requests = oauth.requests();
+    assert_eq!(requests.len(), 1);
+    let verifier = requests[0].body["code_verifier"].as_str().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&sealed).contains(verifier),
+        "the verifier was stored in the clear"
+    );
+
+    // The same session again, on A: used.
+    let (st, body) = a.post("/api/oauth/claude/finish", &token, finish).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_oauth_session");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already used"),
+        "{body}"
+    );
+    assert_eq!(oauth.requests().len(), 1, "nothing exchanged twice");
+
+    // Usable: bound and keyed on A, serving through B.
+    let (st, body) = a
+        .patch(
+            &format!("/api/accounts/{account_id}"),
+            &token,
+            json!({"baseUrl": upstream.url}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (st, body) = a
+        .put(
+            &format!("/api/groups/{group}/binding"),
+            &token,
+            json!({"mode": "dedicated", "accounts": [{"accountId": account_id}]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (st, key) = a
+        .post(
+            &format!("/api/groups/{group}/keys"),
+            &token,
+            json!({"name": "laptop"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{key}");
+    let key = key["key"].as_str().unwrap();
+    let body = json!({"model": MODEL, "max_tokens": 8,
+                      "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(send(b, key, &body).await, StatusCode::OK);
+    let got = upstream.received();
+    assert!(got[0].headers["authorization"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer sk-ant-oat01"));
     shared.clean_up().await;
 }
