@@ -91,11 +91,10 @@ async fn redis_limiter(
     url: &str,
     baseline: Arc<dyn UsageBaseline>,
 ) -> anyhow::Result<Arc<dyn Limiter>> {
-    let prefix = config.redis_prefix.as_deref().unwrap_or(REDIS_PREFIX);
     let limiter = aicarpool_store::RedisLimiter::connect(url, baseline, config.timezone)
         .await
         .context("connecting to Redis (AICARPOOL_REDIS_URL)")?
-        .with_prefix(format!("{prefix}limit:"));
+        .with_prefix(redis_name(config, "limit:"));
     Ok(Arc::new(limiter))
 }
 
@@ -120,11 +119,10 @@ pub async fn login_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn LoginSt
 
 #[cfg(feature = "redis")]
 async fn redis_login_store(config: &ServeConfig, url: &str) -> anyhow::Result<Arc<dyn LoginStore>> {
-    let prefix = config.redis_prefix.as_deref().unwrap_or(REDIS_PREFIX);
     let store = aicarpool_store::RedisLoginStore::connect(url)
         .await
         .context("connecting to Redis for sign-in sessions (AICARPOOL_REDIS_URL)")?
-        .with_prefix(format!("{prefix}oauth-login:"));
+        .with_prefix(redis_name(config, "oauth-login:"));
     Ok(Arc::new(store))
 }
 
@@ -150,8 +148,7 @@ impl SharedCaches {
         {
             let bus = match &config.redis_url {
                 Some(url) => {
-                    let prefix = config.redis_prefix.as_deref().unwrap_or(REDIS_PREFIX);
-                    let channel = format!("{prefix}invalidate");
+                    let channel = redis_name(config, "invalidate");
                     Some(
                         aicarpool_store::RedisInvalidationBus::connect(url, &channel)
                             .await
@@ -193,6 +190,13 @@ impl SharedCaches {
 /// Where this deployment's keys live in Redis unless configured.
 #[cfg(feature = "redis")]
 const REDIS_PREFIX: &str = "aicp:";
+
+/// A key prefix or channel of this deployment in Redis.
+#[cfg(feature = "redis")]
+fn redis_name(config: &ServeConfig, name: &str) -> String {
+    let prefix = config.redis_prefix.as_deref().unwrap_or(REDIS_PREFIX);
+    format!("{prefix}{name}")
+}
 
 #[cfg(test)]
 mod tests {

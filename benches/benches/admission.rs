@@ -108,7 +108,9 @@ async fn one_request(
 }
 
 fn admission_benches(c: &mut Criterion) {
+    // Timers and IO: the Redis client needs both.
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .unwrap();
     let pricing = Pricing::embedded();
