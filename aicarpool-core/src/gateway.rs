@@ -406,6 +406,20 @@ impl Gateway {
     /// for invalidations received from other instances.
     pub fn apply_invalidation(&self, event: &Invalidation) {
         let inner = &self.inner;
+        if let Invalidation::AccountCooling {
+            account_id,
+            until_ms,
+        } = event
+        {
+            // Router state, not a cache: the generation stays.
+            let until = i64::try_from(*until_ms)
+                .ok()
+                .and_then(chrono::DateTime::from_timestamp_millis);
+            if let Some(until) = until {
+                inner.router.observe_cooling(account_id, until);
+            }
+            return;
+        }
         inner.cache_generation.fetch_add(1, Ordering::AcqRel);
         match event {
             Invalidation::Key(hash) => inner.keys.invalidate(hash),
@@ -419,6 +433,7 @@ impl Gateway {
                 inner.routes.invalidate_all();
                 inner.admission.forget_all_groups();
             }
+            Invalidation::AccountCooling { .. } => {}
         }
     }
 

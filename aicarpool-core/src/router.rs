@@ -327,6 +327,11 @@ pub trait Router: Send + Sync + fmt::Debug {
     /// Forgets an account's failures (an admin changed it).
     fn reset(&self, _account_id: &str) {}
 
+    /// Another instance saw the account rate-limited until `until`: cool it
+    /// here too, so this instance does not earn its own 429. Not a failure
+    /// of this instance's attempts.
+    fn observe_cooling(&self, _account_id: &str, _until: chrono::DateTime<chrono::Utc>) {}
+
     /// What the router knows about an account's health, if it keeps any.
     fn health(&self, _account_id: &str) -> Option<HealthSnapshot> {
         None

@@ -6,12 +6,12 @@
 mod carpool;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aicarpool_core::account::{Account, AccountOwner, Credentials, Platform, Preset};
 use aicarpool_core::binding::{Binding, BindingMode, BoundAccount};
-use aicarpool_core::gateway::{Gateway, GatewayBody, GatewayConfig};
+use aicarpool_core::gateway::{Gateway, GatewayBody, GatewayConfig, Invalidation, InvalidationBus};
 use aicarpool_core::id::new_id;
 use aicarpool_core::key::{KeyRecord, MemberKey, Service};
 use aicarpool_core::secret::{MasterKey, Sealer};
@@ -50,6 +50,13 @@ fn api_account(url: &str) -> AccountSpec {
 }
 
 async fn harness(accounts: Vec<AccountSpec>) -> Harness {
+    harness_with_bus(accounts, None).await
+}
+
+async fn harness_with_bus(
+    accounts: Vec<AccountSpec>,
+    bus: Option<Arc<dyn InvalidationBus>>,
+) -> Harness {
     let store = Arc::new(MemoryStore::new());
     let sealer = Sealer::new(&MasterKey::generate());
     let now = chrono::Utc::now();
@@ -129,9 +136,11 @@ async fn harness(accounts: Vec<AccountSpec>) -> Harness {
         },
         ..Default::default()
     };
-    let gateway = Gateway::builder(store.clone(), sealer)
-        .config(config)
-        .build();
+    let mut builder = Gateway::builder(store.clone(), sealer).config(config);
+    if let Some(bus) = bus {
+        builder = builder.invalidation_bus(bus);
+    }
+    let gateway = builder.build();
     Harness {
         gateway,
         store,
@@ -580,4 +589,55 @@ async fn group_without_accounts_is_unavailable() {
     assert_eq!(resp.status(), 503);
     let v: serde_json::Value = serde_json::from_str(&body_text(resp.into_body()).await).unwrap();
     assert_eq!(v["error"]["type"], "overloaded_error");
+}
+
+/// Keeps what the gateway publishes to the other instances.
+#[derive(Debug, Default)]
+struct RecordingBus(Mutex<Vec<Invalidation>>);
+
+impl InvalidationBus for RecordingBus {
+    fn publish(&self, event: &Invalidation) {
+        self.0.lock().unwrap().push(event.clone());
+    }
+}
+
+#[tokio::test]
+async fn only_a_rate_limit_with_a_named_end_is_shared_with_other_instances() {
+    let guessed = MockUpstream::start(UPSTREAM_KEY).await.unwrap();
+    let failing = MockUpstream::start(UPSTREAM_KEY).await.unwrap();
+    let named = MockUpstream::start(UPSTREAM_KEY).await.unwrap();
+    guessed.push([Behavior::RateLimited {
+        retry_after: None,
+        unified_reset: None,
+    }]);
+    failing.push([Behavior::ServerError]);
+    named.push([Behavior::RateLimited {
+        retry_after: Some(30),
+        unified_reset: None,
+    }]);
+    let bus = Arc::new(RecordingBus::default());
+    let h = harness_with_bus(
+        vec![
+            api_account(&guessed.url),
+            api_account(&failing.url),
+            api_account(&named.url),
+        ],
+        Some(bus.clone()),
+    )
+    .await;
+    let resp = h.gateway.handle(h.claude_code_request()).await;
+    assert!(!resp.status().is_success(), "{}", resp.status());
+    assert_eq!((guessed.hits(), failing.hits(), named.hits()), (1, 1, 1));
+    let sent = bus.0.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let Invalidation::AccountCooling {
+        account_id,
+        until_ms,
+    } = &sent[0]
+    else {
+        panic!("{sent:?}");
+    };
+    assert_eq!(account_id, &h.account_ids[2]);
+    let wait = *until_ms as i64 - chrono::Utc::now().timestamp_millis();
+    assert!((28_000..=30_000).contains(&wait), "{wait}");
 }

@@ -402,3 +402,61 @@ fn one_half_open_account_leads_its_tier_the_others_wait() {
     r.report(&Report::new("a3", ok()).session(Some(s)));
     assert_eq!(first(&r, Some(s), &c), "a3");
 }
+
+fn at(ms: u64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(i64::try_from(ms).unwrap()).unwrap()
+}
+
+#[test]
+fn a_cooling_seen_elsewhere_benches_the_account_without_counting_a_failure() {
+    let (r, clock) = router(8);
+    let c = pool(2);
+    r.observe_cooling("a0", at(T0 + 60_000));
+    let plan = r.plan(&request(None), &c);
+    assert!(plan.candidates.iter().all(|x| id(x) != "a0"));
+    assert_eq!(plan.held_back.rate_limited, 1);
+    assert!(r.begin("a0").is_none());
+    let health = r.health("a0").unwrap();
+    assert_eq!(health.cooling_until_ms, Some(T0 + 60_000));
+    assert_eq!(health.recent_outcomes, 0, "no failure of ours");
+    assert_eq!(health.consecutive_cooldowns, 0, "no escalation");
+    assert_eq!(
+        health.last_error.unwrap().message,
+        "rate limited (reported by another instance)"
+    );
+
+    // An earlier end leaves the later one; a later end extends it.
+    r.observe_cooling("a0", at(T0 + 30_000));
+    assert_eq!(r.health("a0").unwrap().cooling_until_ms, Some(T0 + 60_000));
+    r.observe_cooling("a0", at(T0 + 90_000));
+    assert_eq!(r.health("a0").unwrap().cooling_until_ms, Some(T0 + 90_000));
+    // One that already ended changes nothing.
+    r.observe_cooling("a1", at(T0 - 1));
+    assert_eq!(r.state("a1"), HealthState::Healthy);
+
+    // Then half-open as usual: one probe, and its success heals.
+    clock.advance(Duration::from_secs(90));
+    assert_eq!(r.state("a0"), HealthState::HalfOpen { probing: false });
+    let probe = r.begin("a0").expect("the probe");
+    assert!(probe.is_probe());
+    assert!(r.begin("a0").is_none());
+    r.report(&Report::new("a0", ok()));
+    drop(probe);
+    assert_eq!(r.state("a0"), HealthState::Healthy);
+}
+
+#[test]
+fn a_cooling_seen_elsewhere_leaves_needs_attention_alone() {
+    let (r, clock) = router(9);
+    r.report(&Report::new(
+        "a0",
+        Outcome::CredentialsRejected {
+            status: 401,
+            reason: "invalid x-api-key".into(),
+        },
+    ));
+    r.observe_cooling("a0", at(T0 + 60_000));
+    assert_eq!(r.state("a0"), HealthState::NeedsAttention);
+    clock.advance(Duration::from_secs(120));
+    assert_eq!(r.state("a0"), HealthState::NeedsAttention);
+}

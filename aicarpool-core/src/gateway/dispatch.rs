@@ -7,10 +7,11 @@ use http::Response;
 
 use super::answer::Answer;
 use super::exchange::{RequestContext, Wire};
-use super::{failover, relay, GatewayBody, GatewayError, Inner};
+use super::{failover, relay, GatewayBody, GatewayError, Inner, Invalidation};
 use crate::account::Protocol;
 use crate::provider::retry_after;
-use crate::router::{Outcome, Report, RouteRequest, Tally};
+use crate::router::window::RateSignals;
+use crate::router::{CoolReason, HealthState, Outcome, Report, RouteRequest, Tally};
 
 /// Tries the planned candidates until one answers: at most
 /// `max_attempts`, none started after the request's deadline, each one
@@ -111,6 +112,7 @@ pub(super) async fn dispatch(
             .retry_after(answer.retry_after)
             .session(session);
         inner.router.report(&report);
+        share_cooling(inner, &report);
         drop(permit);
         if !answer.class.fails_over() {
             return Ok(relay::respond(inner, ctx, &*leg, candidate, lease, answer.resp).await);
@@ -127,6 +129,41 @@ pub(super) async fn dispatch(
         failover::refusal(&tally, last_message.as_deref(), out_of_time),
         last_account,
     ))
+}
+
+/// Tells the other instances when a 429 that named its end cooled the
+/// account, so they do not each spend a request to learn it. A 429 without
+/// a named wait (a guessed backoff) and other failures stay local.
+fn share_cooling(inner: &Inner, report: &Report<'_>) {
+    let Some(bus) = &inner.invalidation_bus else {
+        return;
+    };
+    if report.outcome != Outcome::RateLimited {
+        return;
+    }
+    let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+    let named = report
+        .headers
+        .map(|h| RateSignals::from_headers(h, now_ms))
+        .unwrap_or_default()
+        .or_wait(report.retry_after, now_ms)
+        .rate_limited_until_ms(now_ms)
+        .is_some();
+    if !named {
+        return;
+    }
+    // What the router made of it: the cooling may already run longer.
+    let cooling = inner.router.health(report.account_id).map(|h| h.state);
+    if let Some(HealthState::Cooling {
+        until_ms,
+        reason: CoolReason::RateLimited,
+    }) = cooling
+    {
+        bus.publish(&Invalidation::AccountCooling {
+            account_id: report.account_id.to_owned(),
+            until_ms,
+        });
+    }
 }
 
 /// Why no account of the group can take the request at all.

@@ -375,6 +375,27 @@ impl AccountHealth {
         }
     }
 
+    /// Cools the account until `until_ms` because another instance was
+    /// rate-limited on it: no backoff escalation and no failure counted,
+    /// since no attempt of ours failed. A longer cooling in force and
+    /// NeedsAttention stay as they are.
+    pub fn observe_cooling(&self, now_ms: u64, until_ms: u64, policy: &HealthPolicy) {
+        let until_ms = until_ms.min(now_ms.saturating_add(ms(policy.max_cooling)));
+        let mut d = self.detail();
+        let current = self.blocked_until_ms.load(Ordering::Acquire);
+        if until_ms <= now_ms || current == NEEDS_ATTENTION || current >= until_ms {
+            return;
+        }
+        self.reason
+            .store(CoolReason::RateLimited.code(), Ordering::Release);
+        self.blocked_until_ms.store(until_ms, Ordering::Release);
+        d.last_error = Some(error(
+            now_ms,
+            Some(429),
+            "rate limited (reported by another instance)".into(),
+        ));
+    }
+
     fn note_window(&self, d: &mut Detail, u: UnifiedWindow, now_ms: u64) {
         let now_s = now_ms / 1000;
         let hint = u.soonest_reset().filter(|s| *s > now_s).unwrap_or(0);

@@ -414,6 +414,17 @@ impl Router for SmartRouter {
         }
     }
 
+    fn observe_cooling(&self, account_id: &str, until: chrono::DateTime<chrono::Utc>) {
+        let now = self.clock.now_ms();
+        let until_ms = u64::try_from(until.timestamp_millis()).unwrap_or(0);
+        // Already over (a late message): nothing to learn.
+        if until_ms <= now {
+            return;
+        }
+        self.account_or_insert(account_id)
+            .observe_cooling(now, until_ms, &self.policy);
+    }
+
     fn health(&self, account_id: &str) -> Option<HealthSnapshot> {
         self.sticky.sync();
         let now = self.clock.now_ms();

@@ -410,3 +410,88 @@ async fn a_claude_sign_in_started_on_one_instance_finishes_on_the_other() {
         .starts_with("Bearer sk-ant-oat01"));
     shared.clean_up().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_seen_on_one_instance_cools_the_account_on_the_other() {
+    let Some(shared) = two_instances().await else {
+        return;
+    };
+    let (a, b) = (&shared.a, &shared.b);
+    let first = MockUpstream::start(UPSTREAM_KEY).await.unwrap();
+    let second = MockUpstream::start(UPSTREAM_KEY).await.unwrap();
+    first.push([Behavior::RateLimited {
+        retry_after: Some(60),
+        unified_reset: None,
+    }]);
+    // Two accounts, the rate-limited one preferred (lower priority first).
+    let run = aicarpool_core::id::new_id().to_lowercase();
+    let (_, token) = a.register(&format!("owner-{run}@example.com")).await;
+    let (st, group) = a.post("/api/groups", &token, json!({"name": "pair"})).await;
+    assert_eq!(st, StatusCode::CREATED, "{group}");
+    let group = group["id"].as_str().unwrap().to_owned();
+    let mut accounts = Vec::new();
+    for (i, url) in [&first.url, &second.url].into_iter().enumerate() {
+        let (st, account) = a
+            .post(
+                &format!("/api/groups/{group}/accounts"),
+                &token,
+                json!({"name": format!("acc-{i}"), "platform": "claude_api", "baseUrl": url,
+                       "priority": i + 1, "credentials": {"apiKey": UPSTREAM_KEY}}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{account}");
+        accounts.push(account["id"].as_str().unwrap().to_owned());
+    }
+    let bound: Vec<Value> = accounts.iter().map(|a| json!({"accountId": a})).collect();
+    let (st, body) = a
+        .put(
+            &format!("/api/groups/{group}/binding"),
+            &token,
+            json!({"mode": "dedicated", "accounts": bound}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (st, key) = a
+        .post(
+            &format!("/api/groups/{group}/keys"),
+            &token,
+            json!({"name": "cli"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{key}");
+    let key = key["key"].as_str().unwrap().to_owned();
+
+    // A meets the 429 and fails over.
+    let body = request();
+    assert_eq!(send(a, &key, &body).await, StatusCode::OK);
+    assert_eq!((first.hits(), second.hits()), (1, 1));
+
+    // B hears of it over pub/sub, without a request of its own.
+    let path = format!("/api/accounts/{}/health", accounts[0]);
+    let mut seen = Value::Null;
+    for _ in 0..50 {
+        let (st, health) = b.get(&path, &token).await;
+        assert_eq!(st, StatusCode::OK, "{health}");
+        seen = health;
+        if seen["state"] == "cooling" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen["state"], "cooling", "{seen}");
+    assert_eq!(seen["reason"], "rate_limited", "{seen}");
+    assert_eq!(
+        seen["lastError"]["message"],
+        "rate limited (reported by another instance)"
+    );
+    assert_eq!(seen["recentOutcomes"], 0, "not a failure of B's");
+    let (_, on_a) = a.get(&path, &token).await;
+    assert_eq!(seen["coolingUntil"], on_a["coolingUntil"], "{seen} {on_a}");
+
+    for _ in 0..3 {
+        assert_eq!(send(b, &key, &body).await, StatusCode::OK);
+    }
+    assert_eq!(first.hits(), 1, "B sent nothing to the cooling account");
+    assert_eq!(second.hits(), 4);
+    shared.clean_up().await;
+}

@@ -3,7 +3,7 @@
 //! Every instance publishes what its management writes made stale on one
 //! channel and applies what the others publish, so a key revoked through
 //! one instance stops working on all of them at once, not when their
-//! caches expire.
+//! caches expire. Rate-limit coolings travel the same way.
 //!
 //! Pub/sub does not keep messages for a subscriber that is away. After
 //! every (re)subscription the listener therefore applies
