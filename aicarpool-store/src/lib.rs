@@ -93,6 +93,6 @@ mod redis;
 
 #[cfg(feature = "redis")]
 pub use redis::{
-    InvalidationBusError, RedisInvalidationBus, RedisLimiter, RedisLimiterError, RedisLoginStore,
-    RedisLoginStoreError,
+    InvalidationBusError, RedisConnectError, RedisInvalidationBus, RedisLimiter, RedisLimiterError,
+    RedisLoginStore, RedisLoginStoreError,
 };

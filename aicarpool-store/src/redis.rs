@@ -4,12 +4,14 @@
 //! limiter's design (why Lua, key layout, failure behaviour) is documented
 //! on [`RedisLimiter`] itself, since this module is private.
 
+mod connection;
 mod invalidation;
 mod keys;
 mod logins;
 mod reply;
 mod ticket;
 
+pub use connection::RedisConnectError;
 pub use invalidation::{InvalidationBusError, RedisInvalidationBus};
 pub use logins::{RedisLoginStore, RedisLoginStoreError};
 
@@ -24,9 +26,9 @@ use aicarpool_core::limit::{
 use aicarpool_core::limits::KeyLimits;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script};
 
+use connection::Connection;
 use keys::ScopeKeys;
 use ticket::{Pending, RedisTicket};
 
@@ -67,19 +69,8 @@ static FINISH: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 
-/// Why a [`RedisLimiter`] could not be set up.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RedisLimiterError {
-    /// The URL is not a Redis URL.
-    #[error("invalid Redis URL for limits: {0}")]
-    Url(String),
-    /// No Tokio runtime to run the connection on.
-    #[error("the Redis limiter needs a Tokio runtime")]
-    NoRuntime,
-    /// Redis did not answer (from [`RedisLimiter::ping`]).
-    #[error("Redis for limits at {target} is unreachable: {message}")]
-    Unreachable { target: String, message: String },
-}
+/// Why a [`RedisLimiter`] could not be set up, or Redis did not answer.
+pub type RedisLimiterError = RedisConnectError;
 
 /// Member limits shared by several gateway instances through Redis.
 /// Cheap to clone.
@@ -165,23 +156,19 @@ pub enum RedisLimiterError {
 ///   on their way.
 #[derive(Clone)]
 pub struct RedisLimiter {
-    conn: ConnectionManager,
+    redis: Connection,
     baseline: Arc<dyn UsageBaseline>,
     calendar: Arc<Calendar>,
     clock: Arc<dyn Clock>,
     prefix: Arc<str>,
     lease_ttl: Duration,
-    /// `host:port/db`, for messages; never the URL (it may hold secrets).
-    target: Arc<str>,
-    /// The URL's password, scrubbed from every message that leaves.
-    password: Option<Arc<str>>,
     pending: Arc<Pending>,
 }
 
 impl fmt::Debug for RedisLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisLimiter")
-            .field("target", &self.target)
+            .field("target", &self.redis.target)
             .field("prefix", &self.prefix)
             .field("lease_ttl", &self.lease_ttl)
             .field("time_zone", &self.calendar.time_zone())
@@ -211,44 +198,14 @@ impl RedisLimiter {
         baseline: Arc<dyn UsageBaseline>,
         tz: Tz,
     ) -> Result<Self, RedisLimiterError> {
-        let client = redis::Client::open(url).map_err(|e| {
-            // A URL that does not parse may still hold a password: name
-            // only what kind of error it is.
-            RedisLimiterError::Url(format!("{:?}", e.kind()))
-        })?;
-        let info = client.get_connection_info();
-        let target = format!("{}/{}", info.addr(), info.redis_settings().db());
-        let password = info
-            .redis_settings()
-            .password()
-            .filter(|p| !p.is_empty())
-            .map(Arc::from);
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(RedisLimiterError::NoRuntime);
-        }
-        // Fail fast rather than hold requests while Redis is away: a few
-        // quick retries, then the gateway answers 503.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
-            RedisLimiterError::Unreachable {
-                target: target.clone(),
-                message: scrub(&e, password.as_deref()),
-            }
-        })?;
+        let redis = Connection::open_lazy(url)?;
         let limiter = Self {
-            conn,
+            redis,
             baseline,
             calendar: Arc::new(Calendar::new(tz)),
             clock: Arc::new(SystemClock),
             prefix: Self::DEFAULT_PREFIX.into(),
             lease_ttl: Self::DEFAULT_LEASE_TTL,
-            target: target.into(),
-            password,
             pending: Arc::default(),
         };
         if let Err(e) = limiter.ping().await {
@@ -293,14 +250,7 @@ impl RedisLimiter {
 
     /// Checks that Redis answers.
     pub async fn ping(&self) -> Result<(), RedisLimiterError> {
-        let mut conn = self.conn.clone();
-        redis::cmd("PING")
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(|e| RedisLimiterError::Unreachable {
-                target: self.target.to_string(),
-                message: self.scrub(&e),
-            })
+        self.redis.ping().await
     }
 
     /// Waits until the settlements, releases and ends of leases this
@@ -314,15 +264,11 @@ impl RedisLimiter {
         ScopeKeys::new(&self.prefix, scope)
     }
 
-    fn scrub(&self, e: &RedisError) -> String {
-        scrub(e, self.password.as_deref())
-    }
-
     fn unavailable(&self, e: &RedisError) -> AdmitError {
         AdmitError::Unavailable(format!(
             "limit counters in Redis ({}) unavailable: {}",
-            self.target,
-            self.scrub(e)
+            self.redis.target,
+            self.redis.scrub(e)
         ))
     }
 
@@ -420,7 +366,7 @@ impl RedisLimiter {
             for (_, _, limits) in scopes {
                 push_limits(&mut inv, *limits);
             }
-            let mut conn = self.conn.clone();
+            let mut conn = self.redis.conn.clone();
             let reply: Vec<i64> = inv
                 .invoke_async(&mut conn)
                 .await
@@ -502,7 +448,7 @@ impl RedisLimiter {
                     inv.arg(at(w).cost_micro_usd);
                 }
             }
-            let mut conn = self.conn.clone();
+            let mut conn = self.redis.conn.clone();
             let seeded: Result<i64, _> = inv.invoke_async(&mut conn).await;
             if let Err(e) = seeded {
                 if failure.is_none() {
@@ -547,15 +493,6 @@ fn push_limits(inv: &mut redis::ScriptInvocation<'_>, limits: Option<&KeyLimits>
     }
     for (_, cost) in windows {
         inv.arg(cost);
-    }
-}
-
-/// The error's text without the password, should it ever appear there.
-fn scrub(e: &RedisError, password: Option<&str>) -> String {
-    let text = e.to_string();
-    match password {
-        Some(p) => text.replace(p, "***"),
-        None => text,
     }
 }
 

@@ -149,14 +149,14 @@ impl RedisTicket {
         let id = self.id.clone();
         runtime.spawn(async move {
             let _pending = pending;
-            let mut conn = limiter.conn.clone();
+            let mut conn = limiter.redis.conn.clone();
             if let Err(e) = inv.invoke_async::<i64>(&mut conn).await {
                 tracing::warn!(
                     ticket = %id,
                     "sending the {what} of a limit permit to Redis ({}): {}; \
                      its lease and reservation expire by themselves",
-                    limiter.target,
-                    limiter.scrub(&e)
+                    limiter.redis.target,
+                    limiter.redis.scrub(&e)
                 );
             }
         });
