@@ -439,3 +439,29 @@ async fn unreachable_redis_is_unavailable_without_the_password() {
         other => panic!("expected a URL error, got {other:?}"),
     }
 }
+
+/// The invalidation bus opens Redis like the limiter: a Redis that is down
+/// does not fail the start, publishing while it is away is only logged,
+/// and nothing shows the password. Needs no Redis, so it always runs.
+#[tokio::test]
+async fn the_invalidation_bus_starts_without_redis() {
+    use aicarpool_core::gateway::{Invalidation, InvalidationBus};
+    use aicarpool_store::RedisInvalidationBus;
+
+    let secret = "s3cret-Pa55word";
+    let url = format!("redis://:{secret}@127.0.0.1:1/0");
+    let bus = RedisInvalidationBus::connect(&url, "aicp-test:invalidate")
+        .await
+        .expect("connecting is lazy");
+    assert!(!format!("{bus:?}").contains(secret));
+    bus.publish(&Invalidation::Routes);
+    let listener = bus.listen(|_| {});
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!listener.is_finished(), "the listener keeps trying");
+    listener.abort();
+
+    match RedisInvalidationBus::connect(&format!("http://user:{secret}@127.0.0.1/"), "c").await {
+        Err(e @ RedisLimiterError::Url(_)) => assert!(!e.to_string().contains(secret), "{e}"),
+        other => panic!("expected a URL error, got {other:?}"),
+    }
+}

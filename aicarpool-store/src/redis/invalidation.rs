@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use aicarpool_core::gateway::{Invalidation, InvalidationBus};
 use futures::StreamExt;
-use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use tokio::sync::mpsc;
+
+use super::connection::{Connection, RedisConnectError};
 
 /// Messages queued for publishing at most; more are dropped (and logged)
 /// rather than slowing the management API down.
@@ -27,12 +28,7 @@ const QUEUE: usize = 1024;
 const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
 
 /// Why the bus could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum InvalidationBusError {
-    /// The Redis error, which names the server but never its password.
-    #[error("cannot connect to Redis for cache invalidation: {0}")]
-    Connect(#[source] redis::RedisError),
-}
+pub type InvalidationBusError = RedisConnectError;
 
 /// Publishes and receives cache invalidations on one Redis channel.
 /// Cheap to clone.
@@ -57,15 +53,16 @@ impl fmt::Debug for RedisInvalidationBus {
 
 impl RedisInvalidationBus {
     /// Connects for publishing on `channel`; [`listen`](Self::listen)
-    /// starts receiving.
+    /// starts receiving. Like the limiter, a Redis that is down does not
+    /// fail the start: messages published meanwhile are lost (and logged),
+    /// and the listener drops its whole cache once it is back.
     pub async fn connect(url: &str, channel: &str) -> Result<Self, InvalidationBusError> {
-        let client = redis::Client::open(url).map_err(InvalidationBusError::Connect)?;
-        let connection = ConnectionManager::new(client.clone())
-            .await
-            .map_err(InvalidationBusError::Connect)?;
+        let publisher = Connection::open_lazy(url)?;
+        let client = redis::Client::open(url)
+            .map_err(|e| RedisConnectError::Url(format!("{:?}", e.kind())))?;
         let (queue, pending) = mpsc::channel(QUEUE);
         let channel: Arc<str> = channel.into();
-        tokio::spawn(publish_queued(connection, channel.clone(), pending));
+        tokio::spawn(publish_queued(publisher, channel.clone(), pending));
         Ok(Self {
             client,
             channel,
@@ -136,14 +133,15 @@ impl InvalidationBus for RedisInvalidationBus {
 }
 
 async fn publish_queued(
-    mut connection: ConnectionManager,
+    publisher: Connection,
     channel: Arc<str>,
     mut pending: mpsc::Receiver<String>,
 ) {
+    let mut conn = publisher.conn.clone();
     while let Some(message) = pending.recv().await {
-        let sent: redis::RedisResult<()> = connection.publish(&*channel, message).await;
+        let sent: redis::RedisResult<()> = conn.publish(&*channel, message).await;
         if let Err(e) = sent {
-            tracing::warn!(error = %e, "cannot publish a cache invalidation");
+            tracing::warn!(error = %publisher.scrub(&e), "cannot publish a cache invalidation");
         }
     }
 }
