@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use aicarpool_core::store::{HealthCheck, StoreError, StoreResult};
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgQueryResult};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgQueryResult, PgRow};
 use sqlx::{ConnectOptions, Connection, Executor};
 
 mod accounts;
@@ -220,6 +220,40 @@ impl HealthCheck for PostgresStore {
             .await
             .map(drop)
             .map_err(db_err)
+    }
+}
+
+impl PostgresStore {
+    /// The row `sql` finds for `args` (its parameters, in order), mapped by
+    /// `map`.
+    async fn fetch_one<T>(
+        &self,
+        sql: &str,
+        args: &[&str],
+        map: fn(&PgRow) -> StoreResult<T>,
+    ) -> StoreResult<Option<T>> {
+        let mut query = sqlx::query(sql);
+        for a in args {
+            query = query.bind(*a);
+        }
+        let row = query.fetch_optional(&self.pool).await.map_err(db_err)?;
+        row.map(|r| map(&r)).transpose()
+    }
+
+    /// Every row `sql` finds for `args` (its parameters, in order), mapped
+    /// by `map`.
+    async fn fetch_many<T>(
+        &self,
+        sql: &str,
+        args: &[&str],
+        map: fn(&PgRow) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        let mut query = sqlx::query(sql);
+        for a in args {
+            query = query.bind(*a);
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(db_err)?;
+        rows.iter().map(map).collect()
     }
 }
 

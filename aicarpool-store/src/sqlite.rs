@@ -14,7 +14,8 @@ use std::time::Duration;
 use aicarpool_core::store::{HealthCheck, StoreError, StoreResult};
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
 
 mod accounts;
@@ -124,6 +125,43 @@ impl HealthCheck for SqliteStore {
             .await
             .map(drop)
             .map_err(codec::db_err)
+    }
+}
+
+impl SqliteStore {
+    /// The row `sql` finds for `args` (its parameters, in order), mapped by
+    /// `map`.
+    async fn fetch_one<T>(
+        &self,
+        sql: &str,
+        args: &[&str],
+        map: fn(&SqliteRow) -> StoreResult<T>,
+    ) -> StoreResult<Option<T>> {
+        let mut query = sqlx::query(sql);
+        for a in args {
+            query = query.bind(*a);
+        }
+        let row = query
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(codec::db_err)?;
+        row.map(|r| map(&r)).transpose()
+    }
+
+    /// Every row `sql` finds for `args` (its parameters, in order), mapped
+    /// by `map`.
+    async fn fetch_many<T>(
+        &self,
+        sql: &str,
+        args: &[&str],
+        map: fn(&SqliteRow) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        let mut query = sqlx::query(sql);
+        for a in args {
+            query = query.bind(*a);
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(codec::db_err)?;
+        rows.iter().map(map).collect()
     }
 }
 

@@ -49,12 +49,7 @@ impl AccountStore for PostgresStore {
 
     async fn account(&self, id: &str) -> StoreResult<Option<Account>> {
         let sql = format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.map(|r| account_row(&r)).transpose()
+        self.fetch_one(&sql, &[id], account_row).await
     }
 
     async fn accounts_of_group(&self, group_id: &str) -> StoreResult<Vec<Account>> {
@@ -63,12 +58,7 @@ impl AccountStore for PostgresStore {
              WHERE owner_kind = 'group' AND owner_id = $1
              ORDER BY created_at, seq"
         );
-        let rows = sqlx::query(&sql)
-            .bind(group_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        rows.iter().map(account_row).collect()
+        self.fetch_many(&sql, &[group_id], account_row).await
     }
 
     async fn update_account(&self, a: &Account) -> StoreResult<()> {
@@ -198,14 +188,12 @@ impl AccountStore for PostgresStore {
     async fn bindings_of_account(&self, account_id: &str) -> StoreResult<Vec<(String, bool)>> {
         // Byte order of ids, as SQLite sorts them, whatever the database's
         // collation.
-        let rows = sqlx::query(
+        self.fetch_many(
             "SELECT group_id, dedicated FROM binding_accounts
              WHERE account_id = $1 ORDER BY group_id COLLATE \"C\", dedicated",
+            &[account_id],
+            account_binding_row,
         )
-        .bind(account_id)
-        .fetch_all(&self.pool)
         .await
-        .map_err(db_err)?;
-        rows.iter().map(account_binding_row).collect()
     }
 }

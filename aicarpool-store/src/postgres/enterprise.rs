@@ -53,22 +53,13 @@ impl EnterpriseStore for PostgresStore {
 
     async fn enterprise(&self, id: &str) -> StoreResult<Option<Enterprise>> {
         let sql = format!("SELECT {ENTERPRISE_COLS} FROM enterprises e WHERE e.id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.map(|r| enterprise_row(&r)).transpose()
+        self.fetch_one(&sql, &[id], enterprise_row).await
     }
 
     async fn enterprises(&self) -> StoreResult<Vec<Enterprise>> {
         let sql =
             format!("SELECT {ENTERPRISE_COLS} FROM enterprises e ORDER BY e.created_at, e.seq");
-        let rows = sqlx::query(&sql)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        rows.iter().map(enterprise_row).collect()
+        self.fetch_many(&sql, &[], enterprise_row).await
     }
 
     async fn update_enterprise(&self, e: &Enterprise) -> StoreResult<()> {
@@ -146,23 +137,20 @@ impl EnterpriseStore for PostgresStore {
         enterprise_id: &str,
         user_id: &str,
     ) -> StoreResult<Option<EnterpriseMember>> {
-        let row = sqlx::query(
+        self.fetch_one(
             "SELECT enterprise_id, user_id, role, added_at FROM enterprise_members
              WHERE enterprise_id = $1 AND user_id = $2",
+            &[enterprise_id, user_id],
+            enterprise_member_row,
         )
-        .bind(enterprise_id)
-        .bind(user_id)
-        .fetch_optional(&self.pool)
         .await
-        .map_err(db_err)?;
-        row.map(|r| enterprise_member_row(&r)).transpose()
     }
 
     async fn enterprise_members(
         &self,
         enterprise_id: &str,
     ) -> StoreResult<Vec<(EnterpriseMember, User)>> {
-        let rows = sqlx::query(
+        self.fetch_many(
             "SELECT m.enterprise_id AS enterprise_id, m.user_id AS user_id, m.role AS role,
                  m.added_at AS added_at,
                  u.id AS u_id, u.email AS u_email, u.name AS u_name,
@@ -171,14 +159,10 @@ impl EnterpriseStore for PostgresStore {
              FROM enterprise_members m JOIN users u ON u.id = m.user_id
              WHERE m.enterprise_id = $1
              ORDER BY m.added_at, m.seq",
+            &[enterprise_id],
+            |r| Ok((enterprise_member_row(r)?, user_row(r, "u_")?)),
         )
-        .bind(enterprise_id)
-        .fetch_all(&self.pool)
         .await
-        .map_err(db_err)?;
-        rows.iter()
-            .map(|r| Ok((enterprise_member_row(r)?, user_row(r, "u_")?)))
-            .collect()
     }
 
     async fn remove_enterprise_member(
@@ -206,14 +190,10 @@ impl EnterpriseStore for PostgresStore {
              WHERE m.user_id = $1
              ORDER BY m.added_at, m.seq"
         );
-        let rows = sqlx::query(&sql)
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        rows.iter()
-            .map(|r| Ok((enterprise_row(r)?, enterprise_role(r, "role")?)))
-            .collect()
+        self.fetch_many(&sql, &[user_id], |r| {
+            Ok((enterprise_row(r)?, enterprise_role(r, "role")?))
+        })
+        .await
     }
 
     async fn create_department(&self, d: &Department) -> StoreResult<()> {
@@ -235,12 +215,7 @@ impl EnterpriseStore for PostgresStore {
 
     async fn department(&self, id: &str) -> StoreResult<Option<Department>> {
         let sql = format!("SELECT {DEPARTMENT_COLS} FROM departments d WHERE d.id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.map(|r| department_row(&r)).transpose()
+        self.fetch_one(&sql, &[id], department_row).await
     }
 
     async fn departments(&self, enterprise_id: &str) -> StoreResult<Vec<Department>> {
@@ -248,12 +223,8 @@ impl EnterpriseStore for PostgresStore {
             "SELECT {DEPARTMENT_COLS} FROM departments d WHERE d.enterprise_id = $1
              ORDER BY d.created_at, d.seq"
         );
-        let rows = sqlx::query(&sql)
-            .bind(enterprise_id)
-            .fetch_all(&self.pool)
+        self.fetch_many(&sql, &[enterprise_id], department_row)
             .await
-            .map_err(db_err)?;
-        rows.iter().map(department_row).collect()
     }
 
     async fn update_department(&self, d: &Department) -> StoreResult<()> {
@@ -309,15 +280,13 @@ impl EnterpriseStore for PostgresStore {
     }
 
     async fn department_admins(&self, department_id: &str) -> StoreResult<Vec<DepartmentAdmin>> {
-        let rows = sqlx::query(
+        self.fetch_many(
             "SELECT department_id, user_id, added_at FROM department_admins
              WHERE department_id = $1 ORDER BY added_at, seq",
+            &[department_id],
+            department_admin_row,
         )
-        .bind(department_id)
-        .fetch_all(&self.pool)
         .await
-        .map_err(db_err)?;
-        rows.iter().map(department_admin_row).collect()
     }
 
     async fn departments_administered_by(&self, user_id: &str) -> StoreResult<Vec<Department>> {
@@ -327,12 +296,7 @@ impl EnterpriseStore for PostgresStore {
              WHERE a.user_id = $1
              ORDER BY a.added_at, a.seq"
         );
-        let rows = sqlx::query(&sql)
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        rows.iter().map(department_row).collect()
+        self.fetch_many(&sql, &[user_id], department_row).await
     }
 
     async fn groups_of_enterprise(&self, enterprise_id: &str) -> StoreResult<Vec<Group>> {
@@ -340,12 +304,7 @@ impl EnterpriseStore for PostgresStore {
             "SELECT {GROUP_COLS} FROM carpool_groups g WHERE g.enterprise_id = $1
              ORDER BY g.created_at, g.seq"
         );
-        let rows = sqlx::query(&sql)
-            .bind(enterprise_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        rows.iter().map(group_row).collect()
+        self.fetch_many(&sql, &[enterprise_id], group_row).await
     }
 
     async fn accounts_of_enterprise(&self, enterprise_id: &str) -> StoreResult<Vec<Account>> {
@@ -354,12 +313,7 @@ impl EnterpriseStore for PostgresStore {
              WHERE owner_kind = 'enterprise' AND owner_id = $1
              ORDER BY created_at, seq"
         );
-        let rows = sqlx::query(&sql)
-            .bind(enterprise_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        rows.iter().map(account_row).collect()
+        self.fetch_many(&sql, &[enterprise_id], account_row).await
     }
 }
 

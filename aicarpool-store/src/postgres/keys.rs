@@ -24,12 +24,7 @@ impl PostgresStore {
     /// Keys matching `filter`, whose parameters `$1`, `$2`, … are `args`.
     async fn select_keys(&self, filter: &str, args: &[&str]) -> StoreResult<Vec<KeyRecord>> {
         let sql = format!("SELECT {KEY_COLS} FROM member_keys WHERE {filter}");
-        let mut query = sqlx::query(&sql);
-        for a in args {
-            query = query.bind(*a);
-        }
-        let rows = query.fetch_all(&self.pool).await.map_err(db_err)?;
-        rows.iter().map(key_row).collect()
+        self.fetch_many(&sql, args, key_row).await
     }
 }
 

@@ -29,23 +29,14 @@ impl UserStore for PostgresStore {
 
     async fn user(&self, id: &str) -> StoreResult<Option<User>> {
         let sql = format!("SELECT {USER_COLS} FROM users WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.map(|r| user_row(&r, "")).transpose()
+        self.fetch_one(&sql, &[id], |r| user_row(r, "")).await
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
         // Emails are stored lower-cased, so the unique index serves this.
         let sql = format!("SELECT {USER_COLS} FROM users WHERE email = $1");
-        let row = sqlx::query(&sql)
-            .bind(email.to_lowercase())
-            .fetch_optional(&self.pool)
+        self.fetch_one(&sql, &[&email.to_lowercase()], |r| user_row(r, ""))
             .await
-            .map_err(db_err)?;
-        row.map(|r| user_row(&r, "")).transpose()
     }
 
     async fn count_users(&self) -> StoreResult<u64> {
@@ -76,15 +67,13 @@ impl UserStore for PostgresStore {
     }
 
     async fn session(&self, token_hash: &str) -> StoreResult<Option<Session>> {
-        let row = sqlx::query(
+        self.fetch_one(
             "SELECT token_hash, user_id, created_at, expires_at FROM sessions
              WHERE token_hash = $1",
+            &[token_hash],
+            session_row,
         )
-        .bind(token_hash)
-        .fetch_optional(&self.pool)
         .await
-        .map_err(db_err)?;
-        row.map(|r| session_row(&r)).transpose()
     }
 
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {

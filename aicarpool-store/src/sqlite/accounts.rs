@@ -49,12 +49,7 @@ impl AccountStore for SqliteStore {
 
     async fn account(&self, id: &str) -> StoreResult<Option<Account>> {
         let sql = format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = ?");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.map(|r| account_row(&r)).transpose()
+        self.fetch_one(&sql, &[id], account_row).await
     }
 
     async fn accounts_of_group(&self, group_id: &str) -> StoreResult<Vec<Account>> {
@@ -63,12 +58,7 @@ impl AccountStore for SqliteStore {
              WHERE owner_kind = 'group' AND owner_id = ?
              ORDER BY created_at, rowid"
         );
-        let rows = sqlx::query(&sql)
-            .bind(group_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        rows.iter().map(account_row).collect()
+        self.fetch_many(&sql, &[group_id], account_row).await
     }
 
     async fn update_account(&self, a: &Account) -> StoreResult<()> {
@@ -178,14 +168,12 @@ impl AccountStore for SqliteStore {
     }
 
     async fn bindings_of_account(&self, account_id: &str) -> StoreResult<Vec<(String, bool)>> {
-        let rows = sqlx::query(
+        self.fetch_many(
             "SELECT group_id, dedicated FROM binding_accounts
              WHERE account_id = ? ORDER BY group_id, dedicated",
+            &[account_id],
+            account_binding_row,
         )
-        .bind(account_id)
-        .fetch_all(&self.pool)
         .await
-        .map_err(db_err)?;
-        rows.iter().map(account_binding_row).collect()
     }
 }

@@ -51,22 +51,13 @@ impl EnterpriseStore for SqliteStore {
 
     async fn enterprise(&self, id: &str) -> StoreResult<Option<Enterprise>> {
         let sql = format!("SELECT {ENTERPRISE_COLS} FROM enterprises e WHERE e.id = ?");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.map(|r| enterprise_row(&r)).transpose()
+        self.fetch_one(&sql, &[id], enterprise_row).await
     }
 
     async fn enterprises(&self) -> StoreResult<Vec<Enterprise>> {
         let sql =
             format!("SELECT {ENTERPRISE_COLS} FROM enterprises e ORDER BY e.created_at, e.rowid");
-        let rows = sqlx::query(&sql)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        rows.iter().map(enterprise_row).collect()
+        self.fetch_many(&sql, &[], enterprise_row).await
     }
 
     async fn update_enterprise(&self, e: &Enterprise) -> StoreResult<()> {
@@ -133,23 +124,20 @@ impl EnterpriseStore for SqliteStore {
         enterprise_id: &str,
         user_id: &str,
     ) -> StoreResult<Option<EnterpriseMember>> {
-        let row = sqlx::query(
+        self.fetch_one(
             "SELECT enterprise_id, user_id, role, added_at FROM enterprise_members
              WHERE enterprise_id = ? AND user_id = ?",
+            &[enterprise_id, user_id],
+            enterprise_member_row,
         )
-        .bind(enterprise_id)
-        .bind(user_id)
-        .fetch_optional(&self.pool)
         .await
-        .map_err(db_err)?;
-        row.map(|r| enterprise_member_row(&r)).transpose()
     }
 
     async fn enterprise_members(
         &self,
         enterprise_id: &str,
     ) -> StoreResult<Vec<(EnterpriseMember, User)>> {
-        let rows = sqlx::query(
+        self.fetch_many(
             "SELECT m.enterprise_id AS enterprise_id, m.user_id AS user_id, m.role AS role,
                  m.added_at AS added_at,
                  u.id AS u_id, u.email AS u_email, u.name AS u_name,
@@ -158,14 +146,10 @@ impl EnterpriseStore for SqliteStore {
              FROM enterprise_members m JOIN users u ON u.id = m.user_id
              WHERE m.enterprise_id = ?
              ORDER BY m.added_at, m.rowid",
+            &[enterprise_id],
+            |r| Ok((enterprise_member_row(r)?, user_row(r, "u_")?)),
         )
-        .bind(enterprise_id)
-        .fetch_all(&self.pool)
         .await
-        .map_err(db_err)?;
-        rows.iter()
-            .map(|r| Ok((enterprise_member_row(r)?, user_row(r, "u_")?)))
-            .collect()
     }
 
     async fn remove_enterprise_member(
@@ -193,14 +177,10 @@ impl EnterpriseStore for SqliteStore {
              WHERE m.user_id = ?
              ORDER BY m.added_at, m.rowid"
         );
-        let rows = sqlx::query(&sql)
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        rows.iter()
-            .map(|r| Ok((enterprise_row(r)?, enterprise_role(r, "role")?)))
-            .collect()
+        self.fetch_many(&sql, &[user_id], |r| {
+            Ok((enterprise_row(r)?, enterprise_role(r, "role")?))
+        })
+        .await
     }
 
     async fn create_department(&self, d: &Department) -> StoreResult<()> {
@@ -222,12 +202,7 @@ impl EnterpriseStore for SqliteStore {
 
     async fn department(&self, id: &str) -> StoreResult<Option<Department>> {
         let sql = format!("SELECT {DEPARTMENT_COLS} FROM departments d WHERE d.id = ?");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.map(|r| department_row(&r)).transpose()
+        self.fetch_one(&sql, &[id], department_row).await
     }
 
     async fn departments(&self, enterprise_id: &str) -> StoreResult<Vec<Department>> {
@@ -235,12 +210,8 @@ impl EnterpriseStore for SqliteStore {
             "SELECT {DEPARTMENT_COLS} FROM departments d WHERE d.enterprise_id = ?
              ORDER BY d.created_at, d.rowid"
         );
-        let rows = sqlx::query(&sql)
-            .bind(enterprise_id)
-            .fetch_all(&self.pool)
+        self.fetch_many(&sql, &[enterprise_id], department_row)
             .await
-            .map_err(db_err)?;
-        rows.iter().map(department_row).collect()
     }
 
     async fn update_department(&self, d: &Department) -> StoreResult<()> {
@@ -295,15 +266,13 @@ impl EnterpriseStore for SqliteStore {
     }
 
     async fn department_admins(&self, department_id: &str) -> StoreResult<Vec<DepartmentAdmin>> {
-        let rows = sqlx::query(
+        self.fetch_many(
             "SELECT department_id, user_id, added_at FROM department_admins
              WHERE department_id = ? ORDER BY added_at, rowid",
+            &[department_id],
+            department_admin_row,
         )
-        .bind(department_id)
-        .fetch_all(&self.pool)
         .await
-        .map_err(db_err)?;
-        rows.iter().map(department_admin_row).collect()
     }
 
     async fn departments_administered_by(&self, user_id: &str) -> StoreResult<Vec<Department>> {
@@ -313,12 +282,7 @@ impl EnterpriseStore for SqliteStore {
              WHERE a.user_id = ?
              ORDER BY a.added_at, a.rowid"
         );
-        let rows = sqlx::query(&sql)
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        rows.iter().map(department_row).collect()
+        self.fetch_many(&sql, &[user_id], department_row).await
     }
 
     async fn groups_of_enterprise(&self, enterprise_id: &str) -> StoreResult<Vec<Group>> {
@@ -326,12 +290,7 @@ impl EnterpriseStore for SqliteStore {
             "SELECT {GROUP_COLS} FROM carpool_groups g WHERE g.enterprise_id = ?
              ORDER BY g.created_at, g.rowid"
         );
-        let rows = sqlx::query(&sql)
-            .bind(enterprise_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        rows.iter().map(group_row).collect()
+        self.fetch_many(&sql, &[enterprise_id], group_row).await
     }
 
     async fn accounts_of_enterprise(&self, enterprise_id: &str) -> StoreResult<Vec<Account>> {
@@ -340,12 +299,7 @@ impl EnterpriseStore for SqliteStore {
              WHERE owner_kind = 'enterprise' AND owner_id = ?
              ORDER BY created_at, rowid"
         );
-        let rows = sqlx::query(&sql)
-            .bind(enterprise_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        rows.iter().map(account_row).collect()
+        self.fetch_many(&sql, &[enterprise_id], account_row).await
     }
 }
 

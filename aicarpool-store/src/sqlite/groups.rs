@@ -45,22 +45,13 @@ impl GroupStore for SqliteStore {
 
     async fn group(&self, id: &str) -> StoreResult<Option<Group>> {
         let sql = format!("SELECT {GROUP_COLS} FROM carpool_groups g WHERE g.id = ?");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.map(|r| group_row(&r)).transpose()
+        self.fetch_one(&sql, &[id], group_row).await
     }
 
     async fn groups(&self) -> StoreResult<Vec<Group>> {
         let sql =
             format!("SELECT {GROUP_COLS} FROM carpool_groups g ORDER BY g.created_at, g.rowid");
-        let rows = sqlx::query(&sql)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        rows.iter().map(group_row).collect()
+        self.fetch_many(&sql, &[], group_row).await
     }
 
     async fn update_group(&self, group: &Group) -> StoreResult<()> {
@@ -110,14 +101,8 @@ impl GroupStore for SqliteStore {
              WHERE m.user_id = ?
              ORDER BY m.joined_at, m.rowid"
         );
-        let rows = sqlx::query(&sql)
-            .bind(user_id)
-            .fetch_all(&self.pool)
+        self.fetch_many(&sql, &[user_id], |r| Ok((group_row(r)?, role(r, "role")?)))
             .await
-            .map_err(db_err)?;
-        rows.iter()
-            .map(|r| Ok((group_row(r)?, role(r, "role")?)))
-            .collect()
     }
 
     async fn add_member(
@@ -165,20 +150,17 @@ impl GroupStore for SqliteStore {
     }
 
     async fn membership(&self, group_id: &str, user_id: &str) -> StoreResult<Option<Membership>> {
-        let row = sqlx::query(
+        self.fetch_one(
             "SELECT group_id, user_id, role, joined_at FROM memberships
              WHERE group_id = ? AND user_id = ?",
+            &[group_id, user_id],
+            membership_row,
         )
-        .bind(group_id)
-        .bind(user_id)
-        .fetch_optional(&self.pool)
         .await
-        .map_err(db_err)?;
-        row.map(|r| membership_row(&r)).transpose()
     }
 
     async fn members(&self, group_id: &str) -> StoreResult<Vec<(Membership, User)>> {
-        let rows = sqlx::query(
+        self.fetch_many(
             "SELECT m.group_id AS group_id, m.user_id AS user_id, m.role AS role,
                  m.joined_at AS joined_at,
                  u.id AS u_id, u.email AS u_email, u.name AS u_name,
@@ -187,14 +169,10 @@ impl GroupStore for SqliteStore {
              FROM memberships m JOIN users u ON u.id = m.user_id
              WHERE m.group_id = ?
              ORDER BY m.joined_at, m.rowid",
+            &[group_id],
+            |r| Ok((membership_row(r)?, user_row(r, "u_")?)),
         )
-        .bind(group_id)
-        .fetch_all(&self.pool)
         .await
-        .map_err(db_err)?;
-        rows.iter()
-            .map(|r| Ok((membership_row(r)?, user_row(r, "u_")?)))
-            .collect()
     }
 
     async fn set_member_role(
@@ -262,12 +240,7 @@ impl GroupStore for SqliteStore {
 
     async fn invitation_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<Invitation>> {
         let sql = format!("SELECT {INVITATION_COLS} FROM invitations WHERE token_hash = ?");
-        let row = sqlx::query(&sql)
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.map(|r| invitation_row(&r)).transpose()
+        self.fetch_one(&sql, &[token_hash], invitation_row).await
     }
 
     async fn use_invitation(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {

@@ -22,12 +22,7 @@ fn hash_hex(key: &KeyRecord) -> StoreResult<String> {
 impl SqliteStore {
     async fn select_keys(&self, filter: &str, args: &[&str]) -> StoreResult<Vec<KeyRecord>> {
         let sql = format!("SELECT {KEY_COLS} FROM member_keys WHERE {filter}");
-        let mut query = sqlx::query(&sql);
-        for a in args {
-            query = query.bind(*a);
-        }
-        let rows = query.fetch_all(&self.pool).await.map_err(db_err)?;
-        rows.iter().map(key_row).collect()
+        self.fetch_many(&sql, args, key_row).await
     }
 }
 
