@@ -190,6 +190,7 @@ pub struct GatewayBuilder {
     config: GatewayConfig,
     http: Option<reqwest::Client>,
     limiter: Option<Arc<dyn Limiter>>,
+    usage_writer: Option<UsageWriter>,
     claude_oauth: ClaudeOAuthConfig,
     token_refresh: TokenManagerConfig,
     invalidation_bus: Option<Arc<dyn InvalidationBus>>,
@@ -210,6 +211,14 @@ impl GatewayBuilder {
     /// in UTC, counters rebuilt from the store's usage records).
     pub fn limiter(mut self, limiter: Arc<dyn Limiter>) -> Self {
         self.limiter = Some(limiter);
+        self
+    }
+
+    /// The writer of usage records, when the caller made it (to build a
+    /// limiter whose [`StoreBaseline`] writes it first); default: one
+    /// spawned by [`build`](Self::build) with the configured tuning.
+    pub fn usage_writer(mut self, writer: UsageWriter) -> Self {
+        self.usage_writer = Some(writer);
         self
     }
 
@@ -267,17 +276,19 @@ impl GatewayBuilder {
             self.router.clone(),
             self.token_refresh,
         ));
-        let usage_store: Arc<dyn crate::store::UsageStore> =
-            Arc::new(StoreHandle(self.store.clone()));
+        let usage_store: Arc<dyn crate::store::UsageStore> = self.store.clone();
+        let usage = self
+            .usage_writer
+            .unwrap_or_else(|| UsageWriter::spawn(usage_store, config.usage_writer));
         let limiter = self.limiter.unwrap_or_else(|| {
             Arc::new(InMemoryLimiter::new(
-                Arc::new(StoreBaseline(self.store.clone())),
+                Arc::new(StoreBaseline::new(self.store.clone()).after_writing(usage.clone())),
                 chrono_tz::Tz::UTC,
             ))
         });
         Gateway {
             inner: Arc::new(Inner {
-                usage: UsageWriter::spawn(usage_store, config.usage_writer),
+                usage,
                 admission: admission::Admission::new(limiter, config.route_cache_ttl),
                 budget_events: budget::BudgetEvents::default(),
                 keys: Cache::builder()
@@ -308,27 +319,6 @@ impl GatewayBuilder {
     }
 }
 
-/// Lets the usage writer hold the whole store as a `UsageStore`.
-#[derive(Debug)]
-struct StoreHandle(DynStore);
-
-#[async_trait::async_trait]
-impl crate::store::UsageStore for StoreHandle {
-    async fn insert_usage(
-        &self,
-        records: &[crate::usage::UsageRecord],
-    ) -> crate::store::StoreResult<()> {
-        self.0.insert_usage(records).await
-    }
-
-    async fn usage_report(
-        &self,
-        query: &crate::usage::UsageQuery,
-    ) -> crate::store::StoreResult<crate::usage::UsageReport> {
-        self.0.usage_report(query).await
-    }
-}
-
 impl Gateway {
     /// A gateway with the [`SmartRouter`] and embedded prices.
     pub fn new(store: DynStore, sealer: Sealer) -> Self {
@@ -344,6 +334,7 @@ impl Gateway {
             config: GatewayConfig::default(),
             http: None,
             limiter: None,
+            usage_writer: None,
             claude_oauth: ClaudeOAuthConfig::default(),
             token_refresh: TokenManagerConfig::default(),
             invalidation_bus: None,

@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 
 use crate::limits::KeyLimits;
 use crate::store::UsageStore;
-use crate::usage::{Usage, UsageScope};
+use crate::usage::{Usage, UsageScope, UsageWriter};
 
 mod calendar;
 mod memory;
@@ -363,8 +363,31 @@ pub trait UsageBaseline: Send + Sync + fmt::Debug {
 
 /// The usage store as the baseline: counters are rebuilt from the records
 /// already written, so a restart resets nobody.
+///
+/// Records still queued in a [`UsageWriter`] are not in the store yet; give
+/// the writer with [`StoreBaseline::after_writing`] and each load writes
+/// them first, so a scope limited for the first time also counts the
+/// requests of the last moments.
 #[derive(Debug)]
-pub struct StoreBaseline<S: ?Sized>(pub Arc<S>);
+pub struct StoreBaseline<S: ?Sized> {
+    store: Arc<S>,
+    writer: Option<UsageWriter>,
+}
+
+impl<S: ?Sized> StoreBaseline<S> {
+    pub fn new(store: Arc<S>) -> Self {
+        Self {
+            store,
+            writer: None,
+        }
+    }
+
+    /// Writes what `writer` holds before every load.
+    pub fn after_writing(mut self, writer: UsageWriter) -> Self {
+        self.writer = Some(writer);
+        self
+    }
+}
 
 #[async_trait]
 impl<S: UsageStore + fmt::Debug + ?Sized> UsageBaseline for StoreBaseline<S> {
@@ -373,8 +396,11 @@ impl<S: UsageStore + fmt::Debug + ?Sized> UsageBaseline for StoreBaseline<S> {
         scope: &Scope,
         since: &[DateTime<Utc>],
     ) -> Result<Vec<Spend>, String> {
+        if let Some(writer) = &self.writer {
+            writer.flush().await;
+        }
         let totals = self
-            .0
+            .store
             .usage_since(&scope.usage_scope(), since)
             .await
             .map_err(|e| format!("loading the usage of {}: {e}", scope.describe()))?;

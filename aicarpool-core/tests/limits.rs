@@ -391,6 +391,40 @@ async fn count_tokens_is_free_and_not_limited() {
     assert_eq!(t.send(0, &body(16, false, 10)).await.status, 429);
 }
 
+/// Usage still queued in the writer counts when a limit is set: the
+/// scope's counters load only after the writer has written it.
+#[tokio::test]
+async fn a_limit_set_later_counts_usage_not_yet_written() {
+    let t = team(Setup {
+        flush_interval: Duration::from_secs(3600),
+        ..Default::default()
+    })
+    .await;
+    let req = body(16, false, 10);
+    for _ in 0..2 {
+        assert_eq!(t.send(0, &req).await.status, 200);
+    }
+    assert!(t.store.usage_records().is_empty(), "still queued");
+
+    let mut key = t.keys[0].1.clone();
+    key.limits.tokens.daily = 500;
+    aicarpool_core::store::KeyStore::update_key(t.store.as_ref(), &key)
+        .await
+        .unwrap();
+    t.gateway
+        .invalidate_key(key.key_hash.as_ref().expect("issued keys have a hash"));
+    // 2 × 337 tokens today ≥ 500.
+    let refused = t.send(0, &req).await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert!(
+        refused.body.contains("tokens.daily = 500"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(t.store.usage_records().len(), 2);
+    t.gateway.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_restart_rebuilds_counters_from_the_usage_store() {
     let mut limits = KeyLimits::default();
@@ -411,7 +445,7 @@ async fn a_restart_rebuilds_counters_from_the_usage_store() {
     // A new gateway over the same store, as after a restart.
     let store = t.store.clone();
     let limiter = Arc::new(InMemoryLimiter::new(
-        Arc::new(StoreBaseline(store.clone())),
+        Arc::new(StoreBaseline::new(store.clone())),
         chrono_tz::Tz::UTC,
     ));
     let gateway = Gateway::builder(store.clone(), Sealer::new(&MasterKey::generate()))

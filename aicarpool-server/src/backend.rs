@@ -11,6 +11,7 @@ use std::sync::Arc;
 use aicarpool_core::limit::{InMemoryLimiter, Limiter, StoreBaseline, UsageBaseline};
 use aicarpool_core::oauth::{InMemoryLoginStore, LoginStore};
 use aicarpool_core::store::DynStore;
+use aicarpool_core::usage::UsageWriter;
 use anyhow::Context;
 
 use crate::config::ServeConfig;
@@ -77,8 +78,13 @@ async fn open_postgres(_config: &ServeConfig) -> anyhow::Result<DynStore> {
 /// The limiter of member limits: shared through Redis when
 /// `AICARPOOL_REDIS_URL` is set, else in this process. Either way its
 /// counters start from the usage store, so a restart resets nobody.
-pub async fn limiter(config: &ServeConfig, store: &DynStore) -> anyhow::Result<Arc<dyn Limiter>> {
-    let baseline: Arc<dyn UsageBaseline> = Arc::new(StoreBaseline(store.clone()));
+pub async fn limiter(
+    config: &ServeConfig,
+    store: &DynStore,
+    writer: UsageWriter,
+) -> anyhow::Result<Arc<dyn Limiter>> {
+    let baseline: Arc<dyn UsageBaseline> =
+        Arc::new(StoreBaseline::new(store.clone()).after_writing(writer));
     match &config.redis_url {
         None => Ok(Arc::new(InMemoryLimiter::new(baseline, config.timezone))),
         Some(url) => redis_limiter(config, url, baseline).await,

@@ -8,9 +8,10 @@ use std::future::{Future, IntoFuture};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aicarpool_core::gateway::Gateway;
+use aicarpool_core::gateway::{Gateway, GatewayConfig};
 use aicarpool_core::pricing::Pricing;
 use aicarpool_core::secret::{MasterKey, Sealer};
+use aicarpool_core::usage::UsageWriter;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use axum::Router;
@@ -39,11 +40,15 @@ pub async fn build_state(config: ServeConfig) -> anyhow::Result<AppState> {
         Some(path) => Pricing::embedded_with_file(path).context("AICARPOOL_PRICES")?,
         None => Pricing::embedded(),
     };
-    let limiter = backend::limiter(&config, &store).await?;
+    // The writer before the limiter: a scope's counters load from the
+    // store after the writer has written what it still holds.
+    let usage_writer = UsageWriter::spawn(store.clone(), GatewayConfig::default().usage_writer);
+    let limiter = backend::limiter(&config, &store, usage_writer.clone()).await?;
     let shared_caches = backend::SharedCaches::connect(&config).await?;
     let mut gateway = Gateway::builder(store.clone(), sealer.clone())
         .pricing(pricing)
         .limiter(limiter)
+        .usage_writer(usage_writer)
         .claude_oauth(config.claude_oauth.config())
         .token_refresh(config.claude_oauth.token_refresh());
     if let Some(bus) = shared_caches.bus() {

@@ -5,11 +5,15 @@
 //! slows recording down instead of growing memory. A failed batch is
 //! retried (inserts are idempotent by record id); on shutdown everything
 //! queued is written before [`UsageWriter::shutdown`] returns.
+//!
+//! [`UsageWriter::flush`] writes what is queued on demand: a limiter that
+//! starts counting a scope reads the scope's history from the store, and
+//! the records of the last moments must be there too.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinHandle;
 
 use super::UsageRecord;
@@ -43,6 +47,7 @@ type RunningTask = (mpsc::Sender<()>, JoinHandle<()>);
 #[derive(Debug, Clone)]
 pub struct UsageWriter {
     tx: mpsc::Sender<UsageRecord>,
+    flush: mpsc::Sender<oneshot::Sender<()>>,
     task: Arc<Mutex<Option<RunningTask>>>,
 }
 
@@ -51,9 +56,11 @@ impl UsageWriter {
     pub fn spawn(store: Arc<dyn UsageStore>, config: UsageWriterConfig) -> Self {
         let (tx, rx) = mpsc::channel(config.capacity.max(1));
         let (stop_tx, stop_rx) = mpsc::channel(1);
-        let handle = tokio::spawn(run(store, config, rx, stop_rx));
+        let (flush_tx, flush_rx) = mpsc::channel(64);
+        let handle = tokio::spawn(run(store, config, rx, flush_rx, stop_rx));
         Self {
             tx,
+            flush: flush_tx,
             task: Arc::new(Mutex::new(Some((stop_tx, handle)))),
         }
     }
@@ -63,6 +70,16 @@ impl UsageWriter {
     pub async fn record(&self, record: UsageRecord) {
         if let Err(e) = self.tx.send(record).await {
             tracing::error!(record_id = %e.0.id, "usage writer stopped; record dropped");
+        }
+    }
+
+    /// Writes every record queued before this call and returns once the
+    /// store has them (or writing failed and was logged). After shutdown
+    /// everything is written already and this returns at once.
+    pub async fn flush(&self) {
+        let (ack, done) = oneshot::channel();
+        if self.flush.send(ack).await.is_ok() {
+            let _ = done.await;
         }
     }
 
@@ -82,6 +99,7 @@ async fn run(
     store: Arc<dyn UsageStore>,
     config: UsageWriterConfig,
     mut rx: mpsc::Receiver<UsageRecord>,
+    mut flush: mpsc::Receiver<oneshot::Sender<()>>,
     mut stop: mpsc::Receiver<()>,
 ) {
     let mut batch = Vec::with_capacity(config.batch_size);
@@ -99,6 +117,10 @@ async fn run(
                 }
                 None => break,
             },
+            Some(ack) = flush.recv() => {
+                write_queued(&*store, &config, &mut rx, &mut batch).await;
+                let _ = ack.send(());
+            }
             _ = tick.tick() => write(&*store, &mut batch, false).await,
             _ = stop.recv() => {
                 // Take what is already queued, then stop.
@@ -114,6 +136,32 @@ async fn run(
         }
     }
     write(&*store, &mut batch, true).await;
+}
+
+/// Writes the batch and everything already in the queue, a batch at a
+/// time. Stops early when a batch could not be written (it stays queued).
+async fn write_queued(
+    store: &dyn UsageStore,
+    config: &UsageWriterConfig,
+    rx: &mut mpsc::Receiver<UsageRecord>,
+    batch: &mut Vec<UsageRecord>,
+) {
+    loop {
+        while batch.len() < config.batch_size {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let full = batch.len() >= config.batch_size;
+        write(store, batch, false).await;
+        if !full || !batch.is_empty() {
+            return;
+        }
+    }
 }
 
 /// Writes the batch, retrying with back-off. While running, a batch that
@@ -199,5 +247,41 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(report.totals.requests, 100);
+    }
+
+    #[tokio::test]
+    async fn flush_writes_what_was_queued_before_it() {
+        let store = Arc::new(MemoryStore::new());
+        let w = UsageWriter::spawn(
+            store.clone(),
+            UsageWriterConfig {
+                capacity: 64,
+                batch_size: 50,
+                flush_interval: Duration::from_secs(3600),
+            },
+        );
+        let requests = || async {
+            store
+                .usage_report(&UsageQuery {
+                    scope: UsageScope::Key("k".into()),
+                    from: None,
+                    to: None,
+                    group_by: None,
+                })
+                .await
+                .unwrap()
+                .totals
+                .requests
+        };
+        // The first tick of the interval fires at once; let it pass.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for i in 0..30 {
+            w.record(rec(i)).await;
+        }
+        assert_eq!(requests().await, 0, "nothing written before the flush");
+        w.flush().await;
+        assert_eq!(requests().await, 30);
+        w.shutdown().await;
+        w.flush().await;
     }
 }

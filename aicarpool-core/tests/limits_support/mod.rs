@@ -19,7 +19,7 @@ use aicarpool_core::limits::KeyLimits;
 use aicarpool_core::pricing::Pricing;
 use aicarpool_core::secret::{MasterKey, Sealer};
 use aicarpool_core::store::{AccountStore, KeyStore, MemoryStore};
-use aicarpool_core::usage::{UsageRecord, UsageWriterConfig};
+use aicarpool_core::usage::{UsageRecord, UsageWriter, UsageWriterConfig};
 use aicarpool_testkit::{MockUpstream, MockUsage};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -38,6 +38,8 @@ pub struct Setup {
     pub usage: MockUsage,
     /// A price multiplier for the team's account (as a price file gives).
     pub account_multiplier: Option<f64>,
+    /// How long usage records wait in the writer at most.
+    pub flush_interval: Duration,
 }
 
 impl Default for Setup {
@@ -50,6 +52,7 @@ impl Default for Setup {
             pricing: Pricing::embedded(),
             usage: MockUsage::default(),
             account_multiplier: None,
+            flush_interval: Duration::from_millis(20),
         }
     }
 }
@@ -163,18 +166,21 @@ pub async fn team(setup: Setup) -> Team {
         store.create_key(&record).await.unwrap();
         keys.push((member_key.expose(), record));
     }
+    let writer = UsageWriter::spawn(
+        store.clone(),
+        UsageWriterConfig {
+            flush_interval: setup.flush_interval,
+            ..Default::default()
+        },
+    );
     let limiter: Arc<dyn Limiter> = Arc::new(InMemoryLimiter::with_clock(
-        Arc::new(StoreBaseline(store.clone())),
+        Arc::new(StoreBaseline::new(store.clone()).after_writing(writer.clone())),
         setup.tz,
         setup.clock,
     ));
     let config = GatewayConfig {
         idle_timeout: Duration::from_secs(10),
         drain_timeout: Duration::from_secs(10),
-        usage_writer: UsageWriterConfig {
-            flush_interval: Duration::from_millis(20),
-            ..Default::default()
-        },
         ..Default::default()
     };
     let mut pricing = setup.pricing;
@@ -186,6 +192,7 @@ pub async fn team(setup: Setup) -> Team {
         .config(config)
         .pricing(pricing)
         .limiter(limiter.clone())
+        .usage_writer(writer)
         .build();
     Team {
         gateway,

@@ -130,7 +130,8 @@ async fn limits_set_over_the_api_are_enforced_at_once() {
         .unwrap()
         .contains("requestsPerMinute = 2"));
 
-    // Lift the key's limit; a group limit per member takes over at once.
+    // Lift the key's limit; a group limit per member takes over at once
+    // and counts what the member used before it was set.
     let (status, _) = s
         .patch(
             &format!("/api/keys/{key_id}"),
@@ -144,12 +145,13 @@ async fn limits_set_over_the_api_are_enforced_at_once() {
             &format!("/api/groups/{group_id}"),
             &token,
             json!({"limits": {"tokens": {"daily": 100000},
-                              "perMember": {"tokens": {"daily": 500}}}}),
+                              "perMember": {"tokens": {"daily": 1200}}}}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{group}");
-    assert_eq!(group["limits"]["perMember"]["tokens"]["daily"], 500);
-    // 337 counted tokens a request: the second still fits, the third not.
+    assert_eq!(group["limits"]["perMember"]["tokens"]["daily"], 1200);
+    // 337 counted tokens a request, two made already: 674 and 1,011 still
+    // fit, 1,348 not.
     assert_eq!(
         message(&s, &key, "claude-sonnet-4-5").await.status(),
         StatusCode::OK
@@ -163,7 +165,7 @@ async fn limits_set_over_the_api_are_enforced_at_once() {
     let v: Value = refused.json().await.unwrap();
     let m = v["error"]["message"].as_str().unwrap();
     assert!(
-        m.contains("your keys in this group") && m.contains("tokens.daily = 500"),
+        m.contains("your keys in this group") && m.contains("tokens.daily = 1200"),
         "{m}"
     );
 }
