@@ -18,7 +18,10 @@
 //! in-memory [`InMemoryLimiter`] for several gateway instances.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -291,8 +294,9 @@ pub trait Limiter: Send + Sync + fmt::Debug {
 
 /// What a limiter keeps for one admitted request.
 pub trait Ticket: Send + Sync + fmt::Debug {
-    /// Replaces the reservation with `actual` and frees the slot.
-    fn settle(self: Box<Self>, actual: Spend);
+    /// Replaces the reservation with `actual` and frees the slot. A shared
+    /// backend sends it in the background and returns the task.
+    fn settle(self: Box<Self>, actual: Spend) -> Settling;
     /// Drops the reservation without counting anything, frees the slot.
     fn release(self: Box<Self>);
     /// Frees the concurrency slot early, keeping the reservation.
@@ -326,10 +330,13 @@ impl Permit {
         &self.remaining
     }
 
-    /// Counts what the request really used.
-    pub fn settle(mut self, actual: Spend) {
-        if let Some(t) = self.ticket.take() {
-            t.settle(actual);
+    /// Counts what the request really used. Await the result to know the
+    /// counters show it (a member's next request then sees the settled
+    /// spend, not the reservation); dropped, it completes on its own.
+    pub fn settle(mut self, actual: Spend) -> Settling {
+        match self.ticket.take() {
+            Some(t) => t.settle(actual),
+            None => Settling::done(),
         }
     }
 
@@ -338,6 +345,34 @@ impl Permit {
     pub fn end_lease(&mut self) {
         if let Some(t) = self.ticket.as_mut() {
             t.end_lease();
+        }
+    }
+}
+
+/// A settlement on its way to the counters; see [`Permit::settle`].
+#[derive(Debug, Default)]
+pub struct Settling(Option<tokio::task::JoinHandle<()>>);
+
+impl Settling {
+    /// Counted already.
+    pub fn done() -> Self {
+        Self(None)
+    }
+
+    /// Being counted by `task`.
+    pub fn in_background(task: tokio::task::JoinHandle<()>) -> Self {
+        Self(Some(task))
+    }
+}
+
+impl Future for Settling {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.0 {
+            None => Poll::Ready(()),
+            // A failed task has logged its error; there is nothing to wait for.
+            Some(task) => Pin::new(task).poll(cx).map(|_| ()),
         }
     }
 }

@@ -32,6 +32,9 @@ use crate::usage::{Accuracy, Usage, UsageRecord};
 /// Chunks buffered between the upstream reader and the client at most.
 const CHANNEL_CHUNKS: usize = 16;
 
+/// Longest an answer waits for its settlement to reach a shared limiter.
+const SETTLEMENT_WAIT: Duration = Duration::from_secs(1);
+
 /// What settling a request needs once the answer is over.
 struct Settlement {
     inner: Arc<Inner>,
@@ -73,9 +76,13 @@ impl Settlement {
             accuracy,
             self.started,
         );
-        // Counters first, so they never lag the store.
+        // Counters first, so they never lag the store; and before the
+        // answer ends, so the member's next request sees the settled spend
+        // rather than this reservation. A slow shared backend holds the
+        // answer back only so long.
         if let Some(p) = self.permit.take() {
-            p.settle(Spend::of(&record.usage, record.cost_micro_usd));
+            let settling = p.settle(Spend::of(&record.usage, record.cost_micro_usd));
+            let _ = tokio::time::timeout(SETTLEMENT_WAIT, settling).await;
         }
         self.inner.queue_record(record).await;
     }

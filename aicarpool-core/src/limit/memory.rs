@@ -21,8 +21,8 @@ use super::calendar::{Calendar, Clock, SystemClock, Window};
 use super::remaining::Remaining;
 use super::state::ScopeState;
 use super::{
-    AdmissionRequest, AdmitError, Limiter, Permit, Refusal, Scope, ScopeUsage, ScopedLimits, Spend,
-    Ticket, UsageBaseline,
+    AdmissionRequest, AdmitError, Limiter, Permit, Refusal, Scope, ScopeUsage, ScopedLimits,
+    Settling, Spend, Ticket, UsageBaseline,
 };
 
 /// One scope's counters, loaded once from the baseline.
@@ -233,7 +233,7 @@ struct MemoryTicket {
 }
 
 impl Ticket for MemoryTicket {
-    fn settle(self: Box<Self>, actual: Spend) {
+    fn settle(self: Box<Self>, actual: Spend) -> Settling {
         let now = self.shared.clock.now();
         let bounds = self.shared.calendar.bounds(now);
         for slot in &self.slots {
@@ -244,6 +244,7 @@ impl Ticket for MemoryTicket {
                 lock(&slot.state).count(actual, now, &bounds);
             }
         }
+        Settling::done()
     }
 
     fn release(self: Box<Self>) {

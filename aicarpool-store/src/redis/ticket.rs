@@ -9,7 +9,7 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use aicarpool_core::limit::{Spend, Ticket};
+use aicarpool_core::limit::{Settling, Spend, Ticket};
 use tokio::sync::Notify;
 
 use super::keys::ScopeKeys;
@@ -94,7 +94,7 @@ impl RedisTicket {
         }
     }
 
-    fn finish(&self, what: &'static str, f: Finish) {
+    fn finish(&self, what: &'static str, f: Finish) -> Settling {
         let now = self.limiter.clock.now();
         let bounds = self.limiter.calendar.bounds(now);
         let mut inv = FINISH.prepare_invoke();
@@ -141,13 +141,13 @@ impl RedisTicket {
                 "no Tokio runtime to send the {what} of a limit permit to Redis; \
                  its lease and reservation expire by themselves"
             );
-            return;
+            return Settling::done();
         };
         // Counted before the task starts, so `flush` cannot miss it.
         let pending = self.limiter.pending.enter();
         let limiter = self.limiter.clone();
         let id = self.id.clone();
-        runtime.spawn(async move {
+        Settling::in_background(runtime.spawn(async move {
             let _pending = pending;
             let mut conn = limiter.redis.conn.clone();
             if let Err(e) = inv.invoke_async::<i64>(&mut conn).await {
@@ -159,12 +159,12 @@ impl RedisTicket {
                     limiter.redis.scrub(&e)
                 );
             }
-        });
+        }))
     }
 }
 
 impl Ticket for RedisTicket {
-    fn settle(self: Box<Self>, actual: Spend) {
+    fn settle(self: Box<Self>, actual: Spend) -> Settling {
         self.finish(
             "settlement",
             Finish {
@@ -172,11 +172,12 @@ impl Ticket for RedisTicket {
                 drop_reservation: true,
                 count: Some(actual),
             },
-        );
+        )
     }
 
     fn release(self: Box<Self>) {
-        self.finish(
+        // Nobody waits for a release (a drop): it completes on its own.
+        let _ = self.finish(
             "release",
             Finish {
                 drop_lease: self.lease,
@@ -188,7 +189,7 @@ impl Ticket for RedisTicket {
 
     fn end_lease(&mut self) {
         if std::mem::take(&mut self.lease) {
-            self.finish(
+            let _ = self.finish(
                 "end of lease",
                 Finish {
                     drop_lease: true,
