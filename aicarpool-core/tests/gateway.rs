@@ -417,7 +417,7 @@ async fn client_disconnect_still_records_full_usage() {
     drop(body); // the client goes away after the first event
     a.release();
     // The drained stream completes upstream.
-    for _ in 0..100 {
+    for _ in 0..500 {
         if a.completed_streams() == 1 {
             break;
         }

@@ -103,7 +103,10 @@ async fn run(
     mut stop: mpsc::Receiver<()>,
 ) {
     let mut batch = Vec::with_capacity(config.batch_size);
-    let mut tick = tokio::time::interval(config.flush_interval);
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + config.flush_interval,
+        config.flush_interval,
+    );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -273,8 +276,6 @@ mod tests {
                 .totals
                 .requests
         };
-        // The first tick of the interval fires at once; let it pass.
-        tokio::time::sleep(Duration::from_millis(20)).await;
         for i in 0..30 {
             w.record(rec(i)).await;
         }

@@ -78,7 +78,7 @@ async fn team(s: &TestServer, gemini: &str, openai: &str, claude: &str) -> Team 
 
 async fn usage(s: &TestServer, t: &Team, query: &str, requests: u64) -> Value {
     let mut last = Value::Null;
-    for _ in 0..50 {
+    for _ in 0..200 {
         let (st, body) = s
             .get(
                 &format!("/api/usage?scope=key&id={}{query}", t.key_id),

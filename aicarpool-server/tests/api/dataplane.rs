@@ -6,7 +6,7 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::support::{spawn, TestServer};
+use crate::support::{report_with, spawn, TestServer};
 
 const UPSTREAM_KEY: &str = "sk-ant-team-account";
 
@@ -67,21 +67,10 @@ fn claude_code(s: &TestServer, path: &str, key: &str) -> reqwest::RequestBuilder
     req.bearer_auth(key).body(captured.body)
 }
 
-async fn usage_totals(s: &TestServer, token: &str, scope: &str, id: &str) -> Value {
-    // The usage writer flushes every 200 ms; poll briefly.
-    let mut last = Value::Null;
-    for _ in 0..50 {
-        let (status, body) = s
-            .get(&format!("/api/usage?scope={scope}&id={id}"), token)
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        last = body["totals"].clone();
-        if last["requests"].as_u64().unwrap_or(0) > 0 {
-            return last;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    last
+/// The totals of a scope's report, once it counts `requests` requests.
+async fn usage_totals(s: &TestServer, token: &str, scope: &str, id: &str, requests: u64) -> Value {
+    let query = format!("scope={scope}&id={id}");
+    report_with(s, token, &query, requests).await["totals"].clone()
 }
 
 #[tokio::test]
@@ -115,7 +104,7 @@ async fn claude_code_through_every_prefix_streams_and_counts() {
     assert!(got.iter().all(|r| r.headers.get("authorization").is_none()));
     assert!(got.iter().all(|r| r.headers["x-api-key"] == UPSTREAM_KEY));
 
-    let totals = usage_totals(&s, &token, "key", &key_id).await;
+    let totals = usage_totals(&s, &token, "key", &key_id, 3).await;
     assert_eq!(totals["requests"], 3, "{totals}");
     assert_eq!(totals["inputTokens"], 3 * 25);
     assert_eq!(totals["outputTokens"], 3 * 12);
@@ -124,7 +113,7 @@ async fn claude_code_through_every_prefix_streams_and_counts() {
     assert_eq!(totals["errors"], 0);
     assert!(totals["costUsd"].as_f64().unwrap() > 0.0);
     for (scope, id) in [("group", &group_id), ("account", &account_id)] {
-        let t = usage_totals(&s, &token, scope, id).await;
+        let t = usage_totals(&s, &token, scope, id, 3).await;
         assert_eq!(t["requests"], 3, "{scope}: {t}");
     }
 }
@@ -169,7 +158,7 @@ async fn client_disconnect_mid_stream_still_records_usage() {
     body.next().await.unwrap().unwrap();
     drop(body);
     mock.release();
-    let totals = usage_totals(&s, &token, "key", &key_id).await;
+    let totals = usage_totals(&s, &token, "key", &key_id, 1).await;
     assert_eq!(totals["requests"], 1);
     assert_eq!(
         totals["outputTokens"], 12,

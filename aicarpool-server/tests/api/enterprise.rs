@@ -220,7 +220,7 @@ async fn enterprise_walkthrough_pool_serves_its_groups() {
 
     // Enterprise usage and department usage see the request.
     let mut seen = Value::Null;
-    for _ in 0..50 {
+    for _ in 0..200 {
         let (st, body) = s
             .get(&format!("/api/usage?scope=enterprise&id={eid}"), &owner)
             .await;

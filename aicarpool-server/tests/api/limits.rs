@@ -11,7 +11,7 @@ use aicarpool_testkit::MockUpstream;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::support::{spawn, TestServer, ADMIN_TOKEN};
+use crate::support::{report_with, spawn, TestServer, ADMIN_TOKEN};
 
 pub(crate) const UPSTREAM_KEY: &str = "sk-ant-limits-account";
 
@@ -60,22 +60,6 @@ async fn message(s: &TestServer, key: &str, model: &str) -> reqwest::Response {
         .send()
         .await
         .unwrap()
-}
-
-/// Waits until the key's report counts `n` requests (the writer flushes
-/// every 200 ms).
-pub(crate) async fn report_with(s: &TestServer, token: &str, query: &str, n: u64) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..100 {
-        let (status, body) = s.get(&format!("/api/usage?{query}"), token).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        if body["totals"]["requests"].as_u64() == Some(n) {
-            return body;
-        }
-        last = body;
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-    panic!("expected {n} requests, last report {last}");
 }
 
 #[tokio::test]

@@ -1,5 +1,7 @@
 //! An in-process server on port 0, and a small JSON client for it.
 
+use std::time::Duration;
+
 use aicarpool_server::{AppState, ServeConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -106,4 +108,20 @@ impl TestServer {
             body["token"].as_str().unwrap().to_owned(),
         )
     }
+}
+
+/// Waits until the report asked for by `query` counts `n` requests (the
+/// usage writer flushes every 200 ms).
+pub async fn report_with(s: &TestServer, token: &str, query: &str, n: u64) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..300 {
+        let (status, body) = s.get(&format!("/api/usage?{query}"), token).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["totals"]["requests"].as_u64() == Some(n) {
+            return body;
+        }
+        last = body;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    panic!("expected {n} requests, last report {last}");
 }
