@@ -24,6 +24,7 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aicarpool_core::store::{HealthCheck, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -46,6 +47,10 @@ use codec::db_err;
 /// rows; writes are short. Several instances multiply this, so it stays
 /// well under PostgreSQL's default `max_connections` (100).
 const POOL_SIZE: u32 = 10;
+/// Longest a connection (at start, or from the pool later) is waited for:
+/// a database that does not answer fails the start or the request with a
+/// clear error instead of hanging.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Held (for one transaction) while a schema is created: two instances
 /// creating the same schema at once would otherwise collide.
@@ -73,6 +78,8 @@ pub enum PostgresOpenError {
     Schema(String),
     #[error("cannot connect to the PostgreSQL database")]
     Connect(#[source] sqlx::Error),
+    #[error("the PostgreSQL database did not answer within {} s", .0.as_secs())]
+    Timeout(Duration),
     #[error("cannot create or select the database schema")]
     CreateSchema(#[source] sqlx::Error),
     #[error("cannot bring the database schema up to date")]
@@ -111,9 +118,9 @@ impl PostgresStore {
         // The schema and the migrations are set up on a connection of their
         // own, which is then closed: closing ends its session, and with it
         // the migration lock even when a migration failed halfway.
-        let mut conn = options
-            .connect()
+        let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
             .await
+            .map_err(|_| PostgresOpenError::Timeout(CONNECT_TIMEOUT))?
             .map_err(PostgresOpenError::Connect)?;
         let prepared = prepare(&mut conn, schema).await;
         // The outcome that matters is `prepared`; a failed goodbye to the
@@ -121,7 +128,9 @@ impl PostgresStore {
         let _ = conn.close().await;
         prepared?;
 
-        let mut pool = PgPoolOptions::new().max_connections(POOL_SIZE);
+        let mut pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(CONNECT_TIMEOUT);
         if let Some(schema) = schema {
             let set_path: Arc<str> = search_path_sql(schema).into();
             pool = pool.after_connect(move |conn, _| {

@@ -428,3 +428,28 @@ async fn open_errors_hide_the_password() {
     assert!(matches!(err, PostgresOpenError::Schema(_)), "{err:?}");
     assert!(!shown(&err).contains(SECRET));
 }
+
+/// A server that accepts the connection and never answers fails the start
+/// after the connect timeout instead of hanging it. Needs no database.
+#[tokio::test]
+async fn a_silent_server_times_out() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepted sockets are held open, unanswered, for the test's life.
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let url = format!("postgres://aicarpool:pw@127.0.0.1:{port}/aicarpool");
+    let started = std::time::Instant::now();
+    let err = PostgresStore::connect(&url).await.unwrap_err();
+    assert!(matches!(err, PostgresOpenError::Timeout(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("did not answer within 10 s"),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    silent.abort();
+}
