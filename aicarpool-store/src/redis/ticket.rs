@@ -177,26 +177,26 @@ impl Ticket for RedisTicket {
 
     fn release(self: Box<Self>) {
         // Nobody waits for a release (a drop): it completes on its own.
-        let _ = self.finish(
+        drop(self.finish(
             "release",
             Finish {
                 drop_lease: self.lease,
                 drop_reservation: true,
                 count: None,
             },
-        );
+        ));
     }
 
     fn end_lease(&mut self) {
         if std::mem::take(&mut self.lease) {
-            let _ = self.finish(
+            drop(self.finish(
                 "end of lease",
                 Finish {
                     drop_lease: true,
                     drop_reservation: false,
                     count: None,
                 },
-            );
+            ));
         }
     }
 }
