@@ -240,7 +240,14 @@ impl Ticket for MemoryTicket {
             lock(&slot.state).settle(self.reserve, actual, self.lease, now, &bounds);
         }
         for scope in &self.untracked {
-            if let Some(slot) = self.shared.existing(scope) {
+            // A slot still loading reads this request's record from the
+            // store (it is queued after this): counting it here too would
+            // count it twice.
+            if let Some(slot) = self
+                .shared
+                .existing(scope)
+                .filter(|s| s.loaded.initialized())
+            {
                 lock(&slot.state).count(actual, now, &bounds);
             }
         }
@@ -347,6 +354,91 @@ mod tests {
             .unwrap();
         assert!(p.remaining().is_empty());
         assert_eq!(l.tracked_scopes(), 0);
+    }
+
+    /// A usage store that answers the load of `gated` once released, with
+    /// the spend written by then; other scopes have no history.
+    #[derive(Debug)]
+    struct GatedBaseline {
+        gated: Scope,
+        asked: tokio::sync::Notify,
+        release: tokio::sync::Notify,
+        written: Mutex<Spend>,
+    }
+
+    #[async_trait]
+    impl UsageBaseline for GatedBaseline {
+        async fn spent_since(
+            &self,
+            scope: &Scope,
+            since: &[DateTime<Utc>],
+        ) -> Result<Vec<Spend>, String> {
+            if *scope != self.gated {
+                return Ok(vec![Spend::default(); since.len()]);
+            }
+            self.asked.notify_one();
+            self.release.notified().await;
+            let written = *self.written.lock().unwrap();
+            Ok(vec![written; since.len()])
+        }
+    }
+
+    /// A request admitted before its key had a limit, settling while the
+    /// key's counters load: its record reaches the store before the load
+    /// reads it, so the load counts it and the settlement must not.
+    #[tokio::test]
+    async fn a_settlement_during_the_first_load_is_counted_once() {
+        let key = Scope::Key("k".into());
+        let group = Scope::Group("g".into());
+        let baseline = Arc::new(GatedBaseline {
+            gated: key.clone(),
+            asked: Default::default(),
+            release: Default::default(),
+            written: Default::default(),
+        });
+        let clock = Arc::new(ManualClock::new(at("2026-05-05T10:00:00Z")));
+        let l = InMemoryLimiter::with_clock(baseline.clone(), Tz::UTC, clock);
+        let group_limits = KeyLimits {
+            concurrency: 10,
+            ..Default::default()
+        };
+        let mut key_limits = KeyLimits::default();
+        key_limits.tokens.daily = 1_000;
+        let admit = |key_limits: KeyLimits| {
+            let (l, key, group, group_limits) =
+                (l.clone(), key.clone(), group.clone(), group_limits.clone());
+            async move {
+                l.admit(AdmissionRequest {
+                    scopes: vec![
+                        ScopedLimits {
+                            scope: &group,
+                            limits: &group_limits,
+                        },
+                        ScopedLimits {
+                            scope: &key,
+                            limits: &key_limits,
+                        },
+                    ],
+                    reserve: spend(50, 0),
+                })
+                .await
+            }
+        };
+        // The group counts it; the key, without limits, does not.
+        let early = admit(KeyLimits::default()).await.unwrap();
+        let loading = tokio::spawn(admit(key_limits.clone()));
+        baseline.asked.notified().await;
+        early.settle(spend(100, 0)).await;
+        *baseline.written.lock().unwrap() = spend(100, 0);
+        baseline.release.notify_one();
+        let second = loading.await.unwrap().unwrap();
+
+        let daily = |u: ScopeUsage| u.settled(Window::Daily).tokens;
+        assert_eq!(daily(l.usage(&key).await.unwrap()), 100);
+        // Admitted once the key has counters: counted as usual.
+        second.settle(spend(7, 0)).await;
+        assert_eq!(daily(l.usage(&key).await.unwrap()), 107);
+        assert_eq!(daily(l.usage(&group).await.unwrap()), 107);
     }
 
     #[tokio::test]

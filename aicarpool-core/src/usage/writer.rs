@@ -225,22 +225,20 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn shutdown_flushes_everything_queued() {
-        let store = Arc::new(MemoryStore::new());
-        let w = UsageWriter::spawn(
+    /// A writer that flushes only when told to (or at shutdown).
+    fn writer(store: &Arc<MemoryStore>, capacity: usize, batch_size: usize) -> UsageWriter {
+        UsageWriter::spawn(
             store.clone(),
             UsageWriterConfig {
-                capacity: 16,
-                batch_size: 7,
+                capacity,
+                batch_size,
                 flush_interval: Duration::from_secs(3600),
             },
-        );
-        for i in 0..100 {
-            w.record(rec(i)).await;
-        }
-        w.shutdown().await;
-        let report = store
+        )
+    }
+
+    async fn written(store: &MemoryStore) -> u64 {
+        store
             .usage_report(&UsageQuery {
                 scope: UsageScope::Key("k".into()),
                 from: None,
@@ -248,40 +246,32 @@ mod tests {
                 group_by: None,
             })
             .await
-            .unwrap();
-        assert_eq!(report.totals.requests, 100);
+            .unwrap()
+            .totals
+            .requests
+    }
+
+    #[tokio::test]
+    async fn shutdown_flushes_everything_queued() {
+        let store = Arc::new(MemoryStore::new());
+        let w = writer(&store, 16, 7);
+        for i in 0..100 {
+            w.record(rec(i)).await;
+        }
+        w.shutdown().await;
+        assert_eq!(written(&store).await, 100);
     }
 
     #[tokio::test]
     async fn flush_writes_what_was_queued_before_it() {
         let store = Arc::new(MemoryStore::new());
-        let w = UsageWriter::spawn(
-            store.clone(),
-            UsageWriterConfig {
-                capacity: 64,
-                batch_size: 50,
-                flush_interval: Duration::from_secs(3600),
-            },
-        );
-        let requests = || async {
-            store
-                .usage_report(&UsageQuery {
-                    scope: UsageScope::Key("k".into()),
-                    from: None,
-                    to: None,
-                    group_by: None,
-                })
-                .await
-                .unwrap()
-                .totals
-                .requests
-        };
+        let w = writer(&store, 64, 50);
         for i in 0..30 {
             w.record(rec(i)).await;
         }
-        assert_eq!(requests().await, 0, "nothing written before the flush");
+        assert_eq!(written(&store).await, 0, "nothing written before the flush");
         w.flush().await;
-        assert_eq!(requests().await, 30);
+        assert_eq!(written(&store).await, 30);
         w.shutdown().await;
         w.flush().await;
     }
