@@ -144,14 +144,40 @@ impl Gateway {
     }
 
     /// Each account of the group, in binding order, with whether it can
-    /// take a request for `model` (any model when `None`) now, and why.
+    /// take a request of `protocol` for `model` now, and why. Without a
+    /// protocol each account is judged for requests of its own protocol
+    /// (tiers and standby among the accounts of that protocol); without a
+    /// model, for any model.
     pub async fn routing(
         &self,
         group_id: &str,
         model: Option<&str>,
+        protocol: Option<Protocol>,
     ) -> Result<Vec<Eligibility>, GatewayError> {
         let table = self.inner.route_table(group_id).await?;
-        let request = RouteRequest::new(group_id, "", Protocol::Anthropic, model.unwrap_or(""));
-        Ok(self.inner.router.explain(&request, &table.candidates))
+        let candidates = &table.candidates;
+        let explain = |p| {
+            let request = RouteRequest::new(group_id, "", p, model.unwrap_or(""));
+            self.inner.router.explain(&request, candidates)
+        };
+        if let Some(p) = protocol {
+            return Ok(explain(p));
+        }
+        let mut judged: Vec<(Protocol, Vec<Eligibility>)> = Vec::new();
+        let mut out = Vec::with_capacity(candidates.len());
+        for (i, c) in candidates.iter().enumerate() {
+            let own = c.account.account.platform.protocol();
+            let by_own = match judged.iter().position(|(p, _)| *p == own) {
+                Some(at) => &judged[at].1,
+                None => {
+                    judged.push((own, explain(own)));
+                    &judged[judged.len() - 1].1
+                }
+            };
+            if let Some(e) = by_own.get(i) {
+                out.push(e.clone());
+            }
+        }
+        Ok(out)
     }
 }

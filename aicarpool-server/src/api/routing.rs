@@ -3,6 +3,7 @@
 //! saturated, disabled, model not served) — what an admin looks at when
 //! members report errors.
 
+use aicarpool_core::account::Protocol;
 use aicarpool_core::binding::BindingMode;
 use aicarpool_core::org::GroupRole;
 use axum::extract::{Path, Query, State};
@@ -18,11 +19,17 @@ use crate::state::AppState;
 pub struct RoutingQuery {
     /// Judge eligibility for this model (any model when absent).
     model: Option<String>,
+    /// Judge eligibility for requests of this protocol (each account's own
+    /// when absent).
+    protocol: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/groups/{id}/routing", tag = "groups",
     params(("id" = String, Path),
-           ("model" = Option<String>, Query, description = "judge eligibility for this model")),
+           ("model" = Option<String>, Query, description = "judge eligibility for this model"),
+           ("protocol" = Option<String>, Query,
+            description = "`anthropic`, `gemini` or `openai`: judge eligibility for requests \
+                           of this protocol (default: each account for its own)")),
     responses((status = 200, description = "each account of the group with `eligible` and a `reason`")))]
 pub async fn routing(
     State(state): State<AppState>,
@@ -40,10 +47,21 @@ pub async fn routing(
             "model must be at most 200 characters",
         ));
     }
+    let protocol = match query.protocol.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some("anthropic") => Some(Protocol::Anthropic),
+        Some("gemini") => Some(Protocol::Gemini),
+        Some("openai") => Some(Protocol::Openai),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "protocol must be one of anthropic, gemini, openai",
+            ))
+        }
+    };
     let binding = state.store.binding(&group.id).await?;
     let candidates = state
         .gateway
-        .routing(&group.id, model.as_deref())
+        .routing(&group.id, model.as_deref(), protocol)
         .await
         .map_err(|e| {
             tracing::error!(group_id = %group.id, error = %e, "routing table");
@@ -55,6 +73,7 @@ pub async fn routing(
         "mode": binding.as_ref().map_or(BindingMode::Shared, |b| b.mode),
         "implicit": binding.is_none(),
         "model": model,
+        "protocol": protocol,
         "eligible": eligible,
         "candidates": candidates,
     })))

@@ -479,3 +479,57 @@ async fn routing_explains_every_account_to_admins_only() {
         .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
 }
+
+/// Without `protocol`, each account is judged for requests of its own
+/// protocol (a Gemini key next to Claude accounts is not "wrong protocol"
+/// and forms its own tier); with it, for that protocol only.
+#[tokio::test]
+async fn routing_judges_each_account_by_its_protocol() {
+    let s = spawn().await;
+    let c = carpool(&s, &[("http://127.0.0.1:9", 1)]).await;
+    let (st, gemini) = s
+        .post(
+            &format!("/api/groups/{}/accounts", c.group),
+            &c.token,
+            json!({"name": "gem", "platform": "gemini", "baseUrl": "http://127.0.0.1:9",
+                   "priority": 5, "credentials": {"apiKey": "AIza-routing"}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{gemini}");
+    let gemini = gemini["id"].as_str().unwrap().to_owned();
+    let bound = json!([{"accountId": c.accounts[0]}, {"accountId": gemini}]);
+    let (st, b) = s
+        .put(
+            &format!("/api/groups/{}/binding", c.group),
+            &c.token,
+            json!({"mode": "dedicated", "accounts": bound}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+
+    let path = format!("/api/groups/{}/routing", c.group);
+    let (st, own) = s.get(&path, &c.token).await;
+    assert_eq!(st, StatusCode::OK, "{own}");
+    assert_eq!(own["protocol"], Value::Null);
+    assert_eq!(own["eligible"], 2, "{own}");
+    let rows = own["candidates"].as_array().unwrap();
+    assert_eq!(rows[1]["accountId"], gemini.as_str());
+    assert_eq!(rows[1]["reason"], "eligible", "its own tier: {own}");
+
+    let (st, as_gemini) = s.get(&format!("{path}?protocol=gemini"), &c.token).await;
+    assert_eq!(st, StatusCode::OK, "{as_gemini}");
+    assert_eq!(as_gemini["protocol"], "gemini");
+    assert_eq!(as_gemini["eligible"], 1);
+    assert_eq!(
+        as_gemini["candidates"][0]["reason"],
+        "speaks the anthropic protocol, not gemini"
+    );
+    assert_eq!(as_gemini["candidates"][1]["eligible"], true);
+
+    let (st, bad) = s.get(&format!("{path}?protocol=grpc"), &c.token).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}");
+    assert!(bad["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("protocol must be one of"));
+}
