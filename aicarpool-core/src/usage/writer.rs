@@ -111,6 +111,12 @@ async fn run(
     loop {
         tokio::select! {
             biased;
+            // First: a steady stream of records must not starve a waiting
+            // flush (a request's admission waits for it).
+            Some(ack) = flush.recv() => {
+                write_queued(&*store, &config, &mut rx, &mut batch).await;
+                let _ = ack.send(());
+            }
             got = rx.recv() => match got {
                 Some(r) => {
                     batch.push(r);
@@ -120,10 +126,6 @@ async fn run(
                 }
                 None => break,
             },
-            Some(ack) = flush.recv() => {
-                write_queued(&*store, &config, &mut rx, &mut batch).await;
-                let _ = ack.send(());
-            }
             _ = tick.tick() => write(&*store, &mut batch, false).await,
             _ = stop.recv() => {
                 // Take what is already queued, then stop.
@@ -141,7 +143,8 @@ async fn run(
     write(&*store, &mut batch, true).await;
 }
 
-/// Writes the batch and everything already in the queue, a batch at a
+/// Writes the batch and the records queued now (not those arriving
+/// meanwhile, so a steady stream cannot hold the flush up), a batch at a
 /// time. Stops early when a batch could not be written (it stays queued).
 async fn write_queued(
     store: &dyn UsageStore,
@@ -149,19 +152,22 @@ async fn write_queued(
     rx: &mut mpsc::Receiver<UsageRecord>,
     batch: &mut Vec<UsageRecord>,
 ) {
+    let mut queued = rx.len();
     loop {
-        while batch.len() < config.batch_size {
+        while batch.len() < config.batch_size && queued > 0 {
             match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
+                Ok(r) => {
+                    batch.push(r);
+                    queued -= 1;
+                }
+                Err(_) => queued = 0,
             }
         }
         if batch.is_empty() {
             return;
         }
-        let full = batch.len() >= config.batch_size;
         write(store, batch, false).await;
-        if !full || !batch.is_empty() {
+        if !batch.is_empty() || queued == 0 {
             return;
         }
     }
@@ -274,5 +280,18 @@ mod tests {
         assert_eq!(written(&store).await, 30);
         w.shutdown().await;
         w.flush().await;
+    }
+
+    #[tokio::test]
+    async fn a_flush_writes_more_than_a_batch() {
+        let store = Arc::new(MemoryStore::new());
+        let w = writer(&store, 64, 8);
+        // Queued while the writing task has not run yet: all in the channel.
+        for i in 0..30 {
+            w.record(rec(i)).await;
+        }
+        w.flush().await;
+        assert_eq!(written(&store).await, 30);
+        w.shutdown().await;
     }
 }
