@@ -363,6 +363,14 @@ impl Settling {
     pub fn in_background(task: tokio::task::JoinHandle<()>) -> Self {
         Self(Some(task))
     }
+
+    /// Waits until counted, at most `limit`; after that the task goes on
+    /// alone. A settlement counted already costs no timer.
+    pub async fn wait_at_most(self, limit: Duration) {
+        if self.0.is_some() {
+            let _ = tokio::time::timeout(limit, self).await;
+        }
+    }
 }
 
 impl Future for Settling {

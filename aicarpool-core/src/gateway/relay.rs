@@ -81,8 +81,9 @@ impl Settlement {
         // rather than this reservation. A slow shared backend holds the
         // answer back only so long.
         if let Some(p) = self.permit.take() {
-            let settling = p.settle(Spend::of(&record.usage, record.cost_micro_usd));
-            let _ = tokio::time::timeout(SETTLEMENT_WAIT, settling).await;
+            p.settle(Spend::of(&record.usage, record.cost_micro_usd))
+                .wait_at_most(SETTLEMENT_WAIT)
+                .await;
         }
         self.inner.queue_record(record).await;
     }
