@@ -16,3 +16,4 @@ mod oauth;
 mod openapi;
 mod permissions;
 mod routing;
+mod security;

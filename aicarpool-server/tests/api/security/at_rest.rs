@@ -1,0 +1,1 @@
+//! Files, proxy passwords and sessions at rest.

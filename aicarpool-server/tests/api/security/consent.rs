@@ -1,0 +1,1 @@
+//! Nobody is added to an enterprise, department or group without accepting.

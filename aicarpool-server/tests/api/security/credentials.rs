@@ -1,0 +1,1 @@
+//! Upstream credentials stay tied to where they go, and never show.

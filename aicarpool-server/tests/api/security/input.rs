@@ -1,0 +1,1 @@
+//! Hostile client input: no panic, no unbounded strings, no internals in errors.

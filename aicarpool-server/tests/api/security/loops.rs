@@ -1,0 +1,1 @@
+//! A gateway that points at itself serves one hop, then refuses.

@@ -1,0 +1,1 @@
+//! The outbound guard: no upstream call reaches an address it denies.

@@ -1,0 +1,1 @@
+//! Sign-in and registration throttling, and password strength.
