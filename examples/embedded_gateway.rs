@@ -16,6 +16,7 @@ use aicarpool_core::gateway::Gateway;
 use aicarpool_core::id::new_id;
 use aicarpool_core::key::{KeyRecord, MemberKey, Service};
 use aicarpool_core::org::{Group, GroupRole, Membership, User};
+use aicarpool_core::outbound::OutboundGuard;
 use aicarpool_core::secret::{MasterKey, Sealer};
 use aicarpool_core::store::{
     AccountStore, GroupStore, KeyStore, MemoryStore, UsageStore, UserStore,
@@ -111,7 +112,12 @@ async fn main() -> anyhow::Result<()> {
         .await?;
 
     // Without a binding, a carpool group is served by the accounts it owns.
-    let gateway = Gateway::new(store.clone(), sealer);
+    // The mock upstream is on loopback, which upstream calls may not reach
+    // unless the outbound guard allows it (as `AICARPOOL_UPSTREAM_ALLOW` does
+    // for the server).
+    let gateway = Gateway::builder(store.clone(), sealer)
+        .outbound_guard(OutboundGuard::parse("127.0.0.0/8,::1")?)
+        .build();
     let request = http::Request::post("/v1/messages")
         .header("x-api-key", key.expose())
         .header("anthropic-version", "2023-06-01")

@@ -37,7 +37,8 @@ echo "mock upstream: $upstream"
 
 port=$(free_port)
 gw="http://127.0.0.1:$port"
-AICARPOOL_LISTEN="127.0.0.1:$port" AICARPOOL_PUBLIC_URL="$gw" \
+# The mock upstream is on loopback, which the outbound guard denies by default.
+AICARPOOL_UPSTREAM_ALLOW="127.0.0.0/8,::1" AICARPOOL_LISTEN="127.0.0.1:$port" AICARPOOL_PUBLIC_URL="$gw" \
   AICARPOOL_DATABASE_URL="sqlite://$work/aicarpool.db" \
   "$bin/aicarpool" serve >"$work/server.log" 2>&1 &
 server=$!

@@ -130,6 +130,10 @@ pub struct Credentials {
     /// Whose subscription the OAuth tokens belong to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<crate::oauth::OAuthIdentity>,
+    /// The password of the account's proxy URL, kept here so it is sealed
+    /// like the rest; the stored URL has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_password: Option<String>,
 }
 
 impl fmt::Debug for Credentials {
@@ -142,6 +146,7 @@ impl fmt::Debug for Credentials {
             .field("expires_at", &self.expires_at)
             .field("scopes", &self.scopes)
             .field("identity", &self.identity.is_some())
+            .field("proxy_password", &mark(&self.proxy_password))
             .finish()
     }
 }

@@ -39,10 +39,12 @@ use crate::limit::{InMemoryLimiter, Limiter, StoreBaseline};
 use crate::oauth::{
     ClaudeOAuth, ClaudeOAuthConfig, TokenEndpoint, TokenManager, TokenManagerConfig,
 };
+use crate::outbound::OutboundGuard;
 use crate::pricing::Pricing;
 use crate::provider::anthropic::AnthropicProvider;
 use crate::provider::gemini::GeminiProvider;
 use crate::provider::openai::OpenAiProvider;
+use crate::provider::proxy::HttpClients;
 use crate::router::{Router, SmartRouter};
 use crate::secret::Sealer;
 use crate::store::DynStore;
@@ -132,13 +134,18 @@ impl Default for GatewayConfig {
     }
 }
 
-/// Result of [`Gateway::test_account`].
+/// Result of [`Gateway::test_account`]: what an admin may learn of the
+/// upstream, and no more (see [`probe`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountTestReport {
     pub ok: bool,
     pub status: Option<u16>,
     pub latency_ms: u64,
+    /// A short class: `blocked`, `unreachable`, `timeout`, `config`,
+    /// `oauth`, `credentials_rejected`, `rate_limited`, `upstream_error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -189,6 +196,7 @@ pub struct GatewayBuilder {
     pricing: Arc<Pricing>,
     config: GatewayConfig,
     http: Option<reqwest::Client>,
+    outbound: OutboundGuard,
     limiter: Option<Arc<dyn Limiter>>,
     usage_writer: Option<UsageWriter>,
     claude_oauth: ClaudeOAuthConfig,
@@ -227,10 +235,18 @@ impl GatewayBuilder {
         self
     }
 
-    /// The HTTP client for upstream calls (default: rustls, pooled,
-    /// `connect_timeout` from the config).
+    /// The HTTP client for direct upstream calls (default: rustls, pooled,
+    /// `connect_timeout` from the config, resolving through the outbound
+    /// guard; see [`HttpClients::with_direct`] for what a custom one needs).
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
+        self
+    }
+
+    /// Which addresses upstream calls may reach beyond the default (public
+    /// addresses only): see [`crate::outbound`].
+    pub fn outbound_guard(mut self, guard: OutboundGuard) -> Self {
+        self.outbound = guard;
         self
     }
 
@@ -256,18 +272,10 @@ impl GatewayBuilder {
     /// Builds the gateway; starts the usage writer on the current runtime.
     pub fn build(self) -> Gateway {
         let config = self.config;
-        let http = self.http.unwrap_or_else(|| {
-            reqwest::Client::builder()
-                .connect_timeout(config.connect_timeout)
-                .pool_idle_timeout(Duration::from_secs(90))
-                .tcp_nodelay(true)
-                .build()
-                .unwrap_or_default()
+        let clients = Arc::new(match self.http {
+            Some(http) => HttpClients::with_direct(http, self.outbound, config.connect_timeout),
+            None => HttpClients::new(self.outbound, config.connect_timeout),
         });
-        let clients = Arc::new(crate::provider::proxy::HttpClients::new(
-            http,
-            config.connect_timeout,
-        ));
         let oauth_config = Arc::new(self.claude_oauth);
         let tokens = Arc::new(TokenManager::new(
             Arc::new(crate::store::StoreCredentials(self.store.clone())),
@@ -333,6 +341,7 @@ impl Gateway {
             pricing: Arc::new(Pricing::embedded()),
             config: GatewayConfig::default(),
             http: None,
+            outbound: OutboundGuard::default(),
             limiter: None,
             usage_writer: None,
             claude_oauth: ClaudeOAuthConfig::default(),
@@ -446,31 +455,7 @@ impl Gateway {
 
     /// Makes a minimal real call with the account's credentials.
     pub async fn test_account(&self, account: &Account) -> AccountTestReport {
-        let started = Instant::now();
-        let report = |status: Option<u16>, error: Option<String>| AccountTestReport {
-            ok: error.is_none(),
-            status,
-            latency_ms: started.elapsed().as_millis() as u64,
-            error,
-        };
-        let routable = match routes::routable(&self.inner, account.clone()) {
-            Ok(r) => Arc::new(r),
-            Err(e) => return report(None, Some(e.to_string())),
-        };
-        let call = probe::call(&self.inner, routable);
-        match tokio::time::timeout(Duration::from_secs(30), call).await {
-            Err(_) => report(None, Some("the upstream did not answer in 30 s".into())),
-            Ok(Err(e)) => report(None, Some(e.to_string())),
-            Ok(Ok(resp)) => {
-                let status = resp.status();
-                if status.is_success() {
-                    report(Some(status.as_u16()), None)
-                } else {
-                    let text = relay::read_bounded(resp, 4096).await;
-                    report(Some(status.as_u16()), Some(relay::error_message(&text)))
-                }
-            }
-        }
+        probe::test(&self.inner, account).await
     }
 
     /// Waits for open streams to settle (bounded), then writes all queued

@@ -38,6 +38,7 @@ pub mod limit;
 pub mod limits;
 pub mod oauth;
 pub mod org;
+pub mod outbound;
 pub mod pricing;
 pub mod provider;
 pub mod router;

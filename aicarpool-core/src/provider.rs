@@ -29,6 +29,9 @@ pub enum ProviderError {
     /// An OAuth account's access token could not be had (refresh failed).
     #[error("the account's OAuth token is unusable: {0}")]
     OAuth(String),
+    /// The outbound guard refused the destination or the proxy.
+    #[error("{0}")]
+    Blocked(crate::outbound::Denied),
 }
 
 impl ProviderError {
@@ -38,6 +41,10 @@ impl ProviderError {
         let mut msg = e.to_string();
         let mut src = std::error::Error::source(e);
         while let Some(s) = src {
+            // The resolver hook's refusal, from deep in the connect error.
+            if let Some(denied) = s.downcast_ref::<crate::outbound::Denied>() {
+                return ProviderError::Blocked(denied.clone());
+            }
             msg.push_str(": ");
             msg.push_str(&s.to_string());
             src = s.source();
@@ -92,6 +99,9 @@ impl ResponseClass {
             529 => ResponseClass::Overloaded,
             // 407: the account's proxy refused its credentials.
             401 | 403 | 407 => ResponseClass::CredentialsRejected,
+            // Redirects are not followed (they would carry the key to
+            // another origin): an upstream that answers one is broken.
+            300..=399 => ResponseClass::ServerError,
             500..=599 => ResponseClass::ServerError,
             _ => ResponseClass::ClientError,
         }

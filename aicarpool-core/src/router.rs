@@ -54,6 +54,16 @@ impl fmt::Debug for RoutableAccount {
 }
 
 impl RoutableAccount {
+    /// The account's proxy URL with its password, which is kept sealed
+    /// with the credentials rather than in the stored URL.
+    pub fn proxy_url(&self) -> Option<String> {
+        let url = self.account.proxy.as_deref()?;
+        Some(crate::provider::proxy::with_password(
+            url,
+            self.credentials.proxy_password.as_deref(),
+        ))
+    }
+
     /// Takes a concurrency slot if the account has one free; the slot is
     /// given back when the returned lease drops.
     pub fn try_lease(self: &Arc<Self>) -> Option<InFlightLease> {

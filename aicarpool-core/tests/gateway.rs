@@ -136,7 +136,9 @@ async fn harness_with_bus(
         },
         ..Default::default()
     };
-    let mut builder = Gateway::builder(store.clone(), sealer).config(config);
+    let mut builder = Gateway::builder(store.clone(), sealer)
+        .outbound_guard(aicarpool_core::outbound::OutboundGuard::parse("127.0.0.0/8,::1").unwrap())
+        .config(config);
     if let Some(bus) = bus {
         builder = builder.invalidation_bus(bus);
     }

@@ -1,5 +1,6 @@
 //! Server configuration: flags, `AICARPOOL_*` environment variables, defaults.
 
+use aicarpool_core::outbound::OutboundGuard;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -103,6 +104,19 @@ pub struct ServeConfig {
     )]
     pub mail_from: String,
 
+    /// Addresses upstream calls (accounts' base URLs and proxies, the
+    /// OAuth token endpoint, connection tests) may reach beyond public
+    /// ones: comma-separated CIDRs, addresses and host names
+    /// (`*.example.com` for a domain), e.g. `127.0.0.0/8,relay.internal`.
+    /// Loopback, private, link-local and metadata hosts are denied without.
+    #[arg(
+        long,
+        env = "AICARPOOL_UPSTREAM_ALLOW",
+        default_value = "",
+        value_parser = parse_upstream_allow
+    )]
+    pub upstream_allow: OutboundGuard,
+
     /// Claude OAuth endpoints (`AICARPOOL_CLAUDE_OAUTH_*`).
     #[command(flatten)]
     pub claude_oauth: ClaudeOAuthArgs,
@@ -146,9 +160,15 @@ impl ServeConfig {
             prices: None,
             smtp_url: None,
             mail_from: "AiCarpool <noreply@aicarpool.invalid>".into(),
+            // Tests' mock upstreams listen on loopback.
+            upstream_allow: parse_upstream_allow("127.0.0.0/8,::1").unwrap_or_default(),
             claude_oauth: ClaudeOAuthArgs::default(),
         }
     }
+}
+
+fn parse_upstream_allow(s: &str) -> Result<OutboundGuard, String> {
+    OutboundGuard::parse(s).map_err(|e| e.to_string())
 }
 
 /// An IANA time zone name.

@@ -49,6 +49,7 @@ pub async fn build_state(config: ServeConfig) -> anyhow::Result<AppState> {
         .pricing(pricing)
         .limiter(limiter)
         .usage_writer(usage_writer)
+        .outbound_guard(config.upstream_allow.clone())
         .claude_oauth(config.claude_oauth.config())
         .token_refresh(config.claude_oauth.token_refresh());
     if let Some(bus) = shared_caches.bus() {

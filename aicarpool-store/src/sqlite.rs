@@ -46,8 +46,35 @@ pub enum StoreOpenError {
     Url(#[source] sqlx::Error),
     #[error("cannot open the SQLite database")]
     Connect(#[source] sqlx::Error),
+    #[error("cannot make the SQLite database file private")]
+    Permissions(#[source] std::io::Error),
     #[error("cannot bring the database schema up to date")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Creates the database file readable by its owner only, and makes an
+/// existing one (and its WAL and shared-memory files) so. The file holds
+/// sealed credentials and key hashes; SQLite gives the WAL and SHM files
+/// it creates later the database file's mode.
+fn make_private(db: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(db)?;
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let mut shm = db.as_os_str().to_owned();
+    shm.push("-shm");
+    for path in [db.as_os_str().to_owned(), wal, shm] {
+        match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// A [`Store`](aicarpool_core::store::Store) in an SQLite database.
@@ -84,6 +111,7 @@ impl SqliteStore {
                 .idle_timeout(None)
                 .max_lifetime(None);
         } else {
+            make_private(options.get_filename()).map_err(StoreOpenError::Permissions)?;
             options = options
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal);
@@ -179,6 +207,27 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+
+    #[tokio::test]
+    async fn the_database_and_its_wal_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("carpool.db");
+        let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        // A write makes the WAL and shared-memory files exist.
+        sqlx::query("CREATE TABLE probe (x INTEGER)")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let file = format!("{}{suffix}", path.display());
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{file}");
+        }
+        store.close().await;
+    }
 
     #[tokio::test]
     async fn memory_database_survives_idle_connections() {

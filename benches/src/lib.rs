@@ -144,7 +144,11 @@ impl Fixture {
             },
             ..Default::default()
         };
-        let mut builder = Gateway::builder(store.clone(), sealer).config(config);
+        // The mock upstream is on loopback, which the guard denies by default.
+        let guard = aicarpool_core::outbound::OutboundGuard::parse("127.0.0.0/8,::1")?;
+        let mut builder = Gateway::builder(store.clone(), sealer)
+            .outbound_guard(guard)
+            .config(config);
         if let Some(http) = http {
             builder = builder.http_client(http);
         }

@@ -71,6 +71,7 @@ impl TokenSet {
             identity: self
                 .identity
                 .or_else(|| previous.and_then(|p| p.identity.clone())),
+            proxy_password: previous.and_then(|p| p.proxy_password.clone()),
         }
     }
 }
@@ -224,7 +225,7 @@ impl TokenEndpoint {
     ) -> Result<TokenSet, OAuthError> {
         let http = self
             .clients
-            .client(proxy)
+            .client_for(proxy, &self.config.token_url)
             .map_err(|e| OAuthError::Proxy(e.to_string()))?;
         let sent = http
             .post(&self.config.token_url)

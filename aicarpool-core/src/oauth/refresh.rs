@@ -278,7 +278,7 @@ impl TokenManager {
                     let task = tokio::spawn(self.clone().run(
                         slot.clone(),
                         account.account.id.clone(),
-                        account.account.proxy.clone(),
+                        account.proxy_url(),
                         stale,
                         id,
                     ));

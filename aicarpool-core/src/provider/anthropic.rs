@@ -54,10 +54,10 @@ pub struct AnthropicProvider {
 }
 
 impl AnthropicProvider {
-    /// Direct calls through `http`; OAuth accounts use their stored token
-    /// as it is (see [`Self::with_oauth`]).
-    pub fn new(http: reqwest::Client) -> Self {
-        Self::with_clients(Arc::new(HttpClients::new(http, Duration::from_secs(10))))
+    /// Calls that connect where `guard` allows; OAuth accounts use their
+    /// stored token as it is (see [`Self::with_oauth`]).
+    pub fn new(guard: crate::outbound::OutboundGuard) -> Self {
+        Self::with_clients(Arc::new(HttpClients::new(guard, Duration::from_secs(10))))
     }
 
     pub fn with_clients(clients: Arc<HttpClients>) -> Self {
@@ -137,11 +137,10 @@ impl AnthropicProvider {
     }
 
     async fn send(self, req: MessagesRequest) -> Result<reqwest::Response, ProviderError> {
+        let url = Self::url(&req.account, req.endpoint, req.query.as_deref());
         let http = self
             .clients
-            .client(req.account.account.proxy.as_deref())
-            .map_err(|e| ProviderError::Connect(format!("through the account's proxy: {e}")))?;
-        let url = Self::url(&req.account, req.endpoint, req.query.as_deref());
+            .client_for(req.account.proxy_url().as_deref(), &url)?;
         let tokens = match (&self.oauth, req.account.account.platform) {
             (Some(t), Platform::ClaudeOauth) => t,
             _ => {

@@ -126,10 +126,6 @@ impl GeminiProvider {
     }
 
     async fn send(self, req: GeminiRequest) -> Result<reqwest::Response, ProviderError> {
-        let http = self
-            .clients
-            .client(req.account.account.proxy.as_deref())
-            .map_err(|e| ProviderError::Connect(format!("through the account's proxy: {e}")))?;
         let url = Self::url(
             &req.account,
             req.version,
@@ -137,6 +133,9 @@ impl GeminiProvider {
             req.method,
             req.query.as_deref(),
         );
+        let http = self
+            .clients
+            .client_for(req.account.proxy_url().as_deref(), &url)?;
         let headers = Self::headers(&req.account, &req.client_headers)?;
         post_json(&http, url, headers, req.body).await
     }

@@ -76,11 +76,10 @@ impl OpenAiProvider {
     }
 
     async fn send(self, req: OpenAiRequest) -> Result<reqwest::Response, ProviderError> {
+        let url = Self::url(&req.account, req.endpoint);
         let http = self
             .clients
-            .client(req.account.account.proxy.as_deref())
-            .map_err(|e| ProviderError::Connect(format!("through the account's proxy: {e}")))?;
-        let url = Self::url(&req.account, req.endpoint);
+            .client_for(req.account.proxy_url().as_deref(), &url)?;
         let headers = Self::headers(&req.account, &req.client_headers)?;
         post_json(&http, url, headers, req.body).await
     }
@@ -91,13 +90,13 @@ impl OpenAiProvider {
         &self,
         account: &RoutableAccount,
     ) -> Result<reqwest::Response, ProviderError> {
+        let url = format!("{}/models", account.base_url);
         let http = self
             .clients
-            .client(account.account.proxy.as_deref())
-            .map_err(|e| ProviderError::Connect(format!("through the account's proxy: {e}")))?;
+            .client_for(account.proxy_url().as_deref(), &url)?;
         let mut headers = Self::headers(account, &HeaderMap::new())?;
         headers.remove(CONTENT_TYPE);
-        http.get(format!("{}/models", account.base_url))
+        http.get(url)
             .headers(headers)
             .send()
             .await

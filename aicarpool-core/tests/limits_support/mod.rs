@@ -189,6 +189,7 @@ pub async fn team(setup: Setup) -> Team {
         pricing.merge_json(&file.to_string()).unwrap();
     }
     let gateway = Gateway::builder(store.clone(), sealer)
+        .outbound_guard(aicarpool_core::outbound::OutboundGuard::parse("127.0.0.0/8,::1").unwrap())
         .config(config)
         .pricing(pricing)
         .limiter(limiter.clone())

@@ -62,6 +62,7 @@ pub struct Harness {
 /// refresh are not held back, so tests can recover at once.
 pub fn gateway_for(store: DynStore, sealer: Sealer, oauth: &MockOAuth) -> Gateway {
     Gateway::builder(store, sealer)
+        .outbound_guard(aicarpool_core::outbound::OutboundGuard::parse("127.0.0.0/8,::1").unwrap())
         .config(GatewayConfig {
             idle_timeout: Duration::from_secs(10),
             ..Default::default()

@@ -159,6 +159,7 @@ pub async fn harness_with(accounts: Vec<Spec>, key: impl FnOnce(&mut KeyRecord))
         ..Default::default()
     };
     let gateway = Gateway::builder(store.clone(), sealer)
+        .outbound_guard(aicarpool_core::outbound::OutboundGuard::parse("127.0.0.0/8,::1").unwrap())
         .config(config)
         .build();
     Harness {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use aicarpool_core::account::{Account, AccountOwner, Credentials, Platform, Preset};
 use aicarpool_core::id::new_id;
 use aicarpool_core::org::GroupRole;
+use aicarpool_core::provider::proxy;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -17,6 +18,9 @@ use super::audit::{self, Scope};
 use super::caller::{authorize, require_group_role, Action, Caller, Resource, Target};
 use super::input::{self, double_option, ValidJson};
 use super::views::AccountView;
+use destination::Destination;
+
+mod destination;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -24,7 +28,6 @@ const DEFAULT_PRIORITY: i32 = 50;
 const MAX_PRIORITY: i32 = 10_000;
 const MAX_WEIGHT: u32 = 1_000;
 const MAX_MODELS: usize = 200;
-const PROXY_SCHEMES: [&str; 4] = ["http", "https", "socks5", "socks5h"];
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -86,8 +89,9 @@ pub async fn create_owned(
         created_at: now,
         updated_at: now,
     };
-    check(&mut account)?;
-    let creds = credentials(account.platform, body.credentials)?;
+    let proxy_password = check(state, &mut account)?;
+    let mut creds = credentials(account.platform, body.credentials)?;
+    creds.proxy_password = proxy_password;
     account.credentials = seal(state, &account.id, &creds)?;
     state.store.create_account(&account).await?;
     // A group without an explicit binding is served by its own accounts.
@@ -223,7 +227,10 @@ pub async fn patch(
             "platform cannot be changed; create a new account instead",
         ));
     }
+    let before = account.clone();
     let changed = body.field_names();
+    let proxy_in_body = body.proxy.is_some();
+    let credentials_given = body.credentials.is_some();
     let creds = body
         .credentials
         .map(|c| credentials(account.platform, Some(c)))
@@ -258,10 +265,34 @@ pub async fn patch(
     if let Some(v) = body.enabled {
         account.enabled = v;
     }
-    check(&mut account)?;
+    let proxy_password = check(&state, &mut account)?;
+    let destination =
+        Destination::change(&before, &account, proxy_in_body, proxy_password.is_some());
+    // The key is tied to where it goes: an edit that sends the account
+    // elsewhere drops it unless a new one comes along, so whoever may edit
+    // an account cannot redirect someone else's key to a server of theirs.
+    let creds = match creds {
+        Some(mut c) => {
+            c.proxy_password = match proxy_in_body {
+                true => proxy_password,
+                false => previous_proxy_password(&state, &before),
+            };
+            Some(c)
+        }
+        None if destination.changed() => Some(Credentials {
+            proxy_password: proxy_password.filter(|_| proxy_in_body),
+            ..Default::default()
+        }),
+        None => None,
+    };
     let replaces_credentials = creds.is_some();
+    let credentials_dropped = destination.changed() && !credentials_given;
     if let Some(c) = creds {
-        account.credentials = seal(&state, &account.id, &c)?;
+        account.credentials = match c.proxy_password.is_none() && c.bearer_or_key().is_none() {
+            // Nothing left to seal: the view says the account has none.
+            true => Default::default(),
+            false => seal(&state, &account.id, &c)?,
+        };
     }
     account.updated_at = Utc::now();
     super::oauth::update_account_locked(&state, &mut account, replaces_credentials).await?;
@@ -274,7 +305,7 @@ pub async fn patch(
         "account.changed",
         ("account", &account.id),
         Scope::Account(&account),
-        json!({"fields": changed}),
+        destination.audit(changed, credentials_dropped),
     )
     .await;
     tracing::info!(account_id = %account.id, "account updated");
@@ -352,9 +383,38 @@ fn credentials(platform: Platform, c: Option<Credentials>) -> ApiResult<Credenti
     if key.len() > 4096 || key.chars().any(char::is_control) {
         return Err(ApiError::bad_request("credentials.apiKey is malformed"));
     }
+    refuse_member_key("credentials.apiKey", &key)?;
     Ok(Credentials {
         api_key: Some(key),
         ..Default::default()
+    })
+}
+
+/// A member key of a gateway as an upstream credential would make the
+/// account call a gateway, likely this one: a loop, or a way to spend one
+/// member's quota as an account of another group.
+pub fn refuse_member_key(field: &str, secret: &str) -> ApiResult<()> {
+    if secret.starts_with(aicarpool_core::key::KEY_PREFIX) {
+        return Err(ApiError::bad_request(format!(
+            "{field} is an AiCarpool member key; an account needs the upstream's own key"
+        )));
+    }
+    Ok(())
+}
+
+/// The proxy password sealed with the account's current credentials (or,
+/// for an account stored before passwords were sealed, in its URL).
+fn previous_proxy_password(state: &AppState, account: &Account) -> Option<String> {
+    let in_url = account
+        .proxy
+        .as_deref()
+        .and_then(|p| proxy::split_password(p).1);
+    in_url.or_else(|| {
+        state
+            .sealer
+            .open(&account.id, &account.credentials)
+            .ok()
+            .and_then(|c| c.proxy_password)
     })
 }
 
@@ -369,8 +429,10 @@ fn seal(
     })
 }
 
-/// Validates an account as it would be stored, normalizing names and URLs.
-fn check(a: &mut Account) -> ApiResult<()> {
+/// Validates an account as it would be stored, normalizing names and URLs;
+/// returns the proxy URL's password, which is sealed rather than stored.
+fn check(state: &AppState, a: &mut Account) -> ApiResult<Option<String>> {
+    let guard = &state.config.upstream_allow;
     if !a.platform.is_supported() {
         return Err(ApiError::bad_request(format!(
             "platform `{}` is not available in this build",
@@ -396,6 +458,20 @@ fn check(a: &mut Account) -> ApiResult<()> {
         .as_deref()
         .map(|u| input::http_url("baseUrl", u))
         .transpose()?;
+    if let Some(url) = &a.base_url {
+        let parsed = url::Url::parse(url)
+            .map_err(|_| ApiError::bad_request("baseUrl must be an http/https URL"))?;
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(ApiError::bad_request(
+                "baseUrl may not hold a user or password; put the key in credentials",
+            ));
+        }
+    }
+    if let Some(url) = a.effective_base_url() {
+        guard
+            .check_url(&url)
+            .map_err(|e| ApiError::bad_request(format!("baseUrl: {e}")))?;
+    }
     if a.preset == Some(Preset::Custom) && a.base_url.is_none() {
         return Err(ApiError::bad_request(
             "baseUrl is required with preset custom",
@@ -435,10 +511,12 @@ fn check(a: &mut Account) -> ApiResult<()> {
             "maxConcurrency must be at least 1 (omit it for no cap)",
         ));
     }
-    a.proxy = a
-        .proxy
-        .as_deref()
-        .map(|p| input::url_with_schemes("proxy", p, &PROXY_SCHEMES))
-        .transpose()?;
-    Ok(())
+    let Some(url) = a.proxy.as_deref() else {
+        return Ok(None);
+    };
+    let url = input::url_with_schemes("proxy", url, &proxy::PROXY_SCHEMES)?;
+    proxy::validate(&url, guard).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let (stored, password) = proxy::split_password(&url);
+    a.proxy = Some(stored);
+    Ok(password)
 }

@@ -119,7 +119,11 @@ pub async fn start(
         .proxy
         .as_deref()
         .map(|p| {
-            input::url_with_schemes("proxy", p, &aicarpool_core::provider::proxy::PROXY_SCHEMES)
+            use aicarpool_core::provider::proxy;
+            let url = input::url_with_schemes("proxy", p, &proxy::PROXY_SCHEMES)?;
+            proxy::validate(&url, &state.config.upstream_allow)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            Ok::<_, ApiError>(url)
         })
         .transpose()?;
     let oauth = state.gateway.claude_oauth();
@@ -271,6 +275,7 @@ fn token_field(field: &str, v: Option<String>) -> ApiResult<Option<String>> {
             "credentials.{field} is malformed"
         )));
     }
+    super::accounts::refuse_member_key(&format!("credentials.{field}"), &v)?;
     Ok(Some(v))
 }
 
@@ -303,6 +308,7 @@ pub fn pasted_credentials(c: Option<Credentials>) -> ApiResult<Credentials> {
         expires_at: c.expires_at,
         scopes,
         identity: c.identity,
+        proxy_password: None,
     })
 }
 

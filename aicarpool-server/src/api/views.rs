@@ -80,7 +80,8 @@ impl From<&Account> for AccountView {
             name: a.name.clone(),
             platform: a.platform,
             preset: a.preset,
-            base_url: a.effective_base_url(),
+            // Masked for accounts stored before userinfo was refused.
+            base_url: a.effective_base_url().as_deref().map(mask_url_password),
             group_id,
             enterprise_id,
             models: a.models.clone(),

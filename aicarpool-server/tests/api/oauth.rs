@@ -108,12 +108,14 @@ impl Env {
 
     /// Points the account at the mock upstream, binds it, makes a key.
     async fn serve_through(&self, account_id: &str) -> String {
+        // A new base URL drops the tokens unless they come along.
+        let tokens = self.credentials(account_id).await;
         let (st, body) = self
             .s
             .patch(
                 &format!("/api/accounts/{account_id}"),
                 &self.token,
-                json!({"baseUrl": self.upstream.url}),
+                json!({"baseUrl": self.upstream.url, "credentials": tokens}),
             )
             .await;
         assert_eq!(st, StatusCode::OK, "{body}");

@@ -8,4 +8,5 @@ mod credentials;
 mod input;
 mod loops;
 mod outbound;
+mod setup;
 mod signin;
