@@ -374,12 +374,21 @@ async fn a_claude_sign_in_started_on_one_instance_finishes_on_the_other() {
     );
     assert_eq!(oauth.requests().len(), 1, "nothing exchanged twice");
 
-    // Usable: bound and keyed on A, serving through B.
+    // Usable: bound and keyed on A, serving through B. A new base URL
+    // drops the tokens unless they come along.
+    let sealed = a
+        .state
+        .store
+        .sealed_credentials(&account_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let tokens = a.state.sealer.open(&account_id, &sealed).unwrap();
     let (st, body) = a
         .patch(
             &format!("/api/accounts/{account_id}"),
             &token,
-            json!({"baseUrl": upstream.url}),
+            json!({"baseUrl": upstream.url, "credentials": tokens}),
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{body}");
