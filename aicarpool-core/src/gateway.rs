@@ -1,9 +1,11 @@
 //! The gateway: authenticate → admit → route → dispatch → stream → settle.
 //!
-//! [`Gateway`] takes an `http::Request<Bytes>` (the server has already
-//! read the body, bounded by [`MAX_BODY_BYTES`]) and answers an
+//! [`Gateway::serve`] takes an `http::Request` with any body (read whole
+//! after the key is checked, bounded by [`MAX_BODY_BYTES`] and by a budget
+//! of bytes buffered across requests), [`Gateway::handle`] one whose
+//! `Bytes` body is already read; both answer an
 //! `http::Response<GatewayBody>` whose body streams as the upstream sends.
-//! It is framework-free: axum, hyper or a test harness can mount it.
+//! They are framework-free: axum, hyper or a test harness can mount them.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -15,9 +17,9 @@
 //! let gateway = Gateway::new(Arc::new(MemoryStore::new()), Sealer::new(&MasterKey::generate()));
 //! let request = http::Request::post("/v1/messages")
 //!     .header("x-api-key", "aicp_…")
-//!     .body(bytes::Bytes::from_static(b"{}"))
+//!     .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
 //!     .unwrap();
-//! let response = gateway.handle(request).await;
+//! let response = gateway.serve(request).await;
 //! # let _ = response;
 //! # }
 //! ```
@@ -59,6 +61,7 @@ mod error;
 mod exchange;
 mod failover;
 mod gemini;
+mod intake;
 mod invalidation;
 mod messages;
 mod models;
@@ -112,6 +115,12 @@ pub struct GatewayConfig {
     pub route_cache_ttl: Duration,
     /// How long shutdown waits for open streams to settle.
     pub settle_timeout: Duration,
+    /// Request bytes [`Gateway::serve`] buffers across all requests at
+    /// once; past it, requests wait for room.
+    pub max_buffered_body_bytes: usize,
+    /// How long a request waits for room among the buffered bytes before
+    /// it is answered 503 with `retry-after`.
+    pub body_budget_wait: Duration,
     pub usage_writer: UsageWriterConfig,
 }
 
@@ -129,6 +138,8 @@ impl Default for GatewayConfig {
             key_cache_ttl: Duration::from_secs(300),
             route_cache_ttl: Duration::from_secs(60),
             settle_timeout: Duration::from_secs(5),
+            max_buffered_body_bytes: 512 << 20,
+            body_budget_wait: Duration::from_secs(2),
             usage_writer: UsageWriterConfig::default(),
         }
     }
@@ -181,6 +192,8 @@ struct Inner {
     invalidation_bus: Option<Arc<dyn InvalidationBus>>,
     /// In-flight counters by account id; they outlive route-table reloads.
     in_flight: Mutex<HashMap<String, Arc<AtomicU32>>>,
+    /// Bytes of request bodies buffered across requests.
+    intake: intake::BodyBudget,
     /// Open streams, so shutdown can wait for them to settle.
     streams: TaskTracker,
     shutdown: CancellationToken,
@@ -319,6 +332,11 @@ impl GatewayBuilder {
                 cache_generation: AtomicU64::new(0),
                 invalidation_bus: self.invalidation_bus,
                 in_flight: Mutex::default(),
+                intake: intake::BodyBudget::new(
+                    config.max_buffered_body_bytes,
+                    MAX_BODY_BYTES,
+                    config.body_budget_wait,
+                ),
                 streams: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
                 config,
@@ -350,6 +368,33 @@ impl Gateway {
         }
     }
 
+    /// Serves one data-plane request as it arrives: the key is checked
+    /// before the body is read (a stranger cannot fill the buffers), and
+    /// the body is read within the budget of buffered bytes (see
+    /// [`GatewayConfig::max_buffered_body_bytes`]), then [`handle`](Self::handle)d.
+    pub async fn serve<B>(&self, req: http::Request<B>) -> http::Response<GatewayBody>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: std::fmt::Display,
+    {
+        let (parts, body) = req.into_parts();
+        let protocol = paths::protocol_of(parts.uri.path());
+        // Unknown paths and methods are refused by `handle`, key or not.
+        if paths::route(&parts.method, parts.uri.path()).is_ok() {
+            if let Err(e) = self.inner.authenticate(&parts.headers, &parts.uri).await {
+                return e.into_response(protocol);
+            }
+        }
+        let (bytes, hold) = match self.inner.intake.read(&parts.headers, body).await {
+            Ok(read) => read,
+            Err(e) => return e.into_response(protocol),
+        };
+        let response = self.handle(http::Request::from_parts(parts, bytes)).await;
+        // The answer has started: the gateway no longer holds the body.
+        drop(hold);
+        response
+    }
+
     /// Serves one data-plane request: Anthropic `…/messages`, and under
     /// [`AI_PROXY_PREFIX`] the Gemini and OpenAI APIs. Errors are written
     /// in the protocol of the path.
@@ -372,11 +417,6 @@ impl Gateway {
             DataRoute::Model(id) => models::serve(inner, &req, Some(&id)).await,
         };
         served.unwrap_or_else(|e| e.into_response(protocol))
-    }
-
-    /// The 413 answer for a body over [`MAX_BODY_BYTES`], in the protocol of `uri`.
-    pub fn body_too_large(&self, uri: &http::Uri) -> http::Response<GatewayBody> {
-        GatewayError::TooLarge.into_response(paths::protocol_of(uri.path()))
     }
 
     /// Forgets a cached key so the next request sees the store, here and

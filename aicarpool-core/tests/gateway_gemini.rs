@@ -283,7 +283,11 @@ async fn errors_are_in_gemini_shape() {
     assert_eq!(resp.status(), 404);
     assert_eq!(json(resp).await["error"]["status"], "NOT_FOUND");
 
-    let too_large = h.gateway.body_too_large(&path.parse().unwrap());
+    let (mut parts, _) = h.post(&path, "").into_parts();
+    let over = aicarpool_core::gateway::MAX_BODY_BYTES + 1;
+    parts.headers.insert("content-length", over.into());
+    let declared = http::Request::from_parts(parts, http_body_util::Empty::<bytes::Bytes>::new());
+    let too_large = h.gateway.serve(declared).await;
     assert_eq!(too_large.status(), 413);
     assert_eq!(json(too_large).await["error"]["status"], "INVALID_ARGUMENT");
     assert_eq!(mock.hits(), 0);

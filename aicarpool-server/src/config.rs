@@ -1,5 +1,6 @@
 //! Server configuration: flags, `AICARPOOL_*` environment variables, defaults.
 
+use aicarpool_core::gateway::GatewayConfig;
 use aicarpool_core::outbound::OutboundGuard;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -117,6 +118,12 @@ pub struct ServeConfig {
     )]
     pub upstream_allow: OutboundGuard,
 
+    /// MiB of request bodies buffered across all requests at once. A
+    /// request that finds no room within 2 s is answered 503 with
+    /// `retry-after: 1`.
+    #[arg(long, env = "AICARPOOL_MAX_BUFFERED_BODY_MB", default_value_t = 512)]
+    pub max_buffered_body_mb: usize,
+
     /// Claude OAuth endpoints (`AICARPOOL_CLAUDE_OAUTH_*`).
     #[command(flatten)]
     pub claude_oauth: ClaudeOAuthArgs,
@@ -137,6 +144,14 @@ impl ServeConfig {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// The data plane's bounds, from the defaults and what was set here.
+    pub fn gateway_config(&self) -> GatewayConfig {
+        GatewayConfig {
+            max_buffered_body_bytes: self.max_buffered_body_mb.saturating_mul(1 << 20),
+            ..GatewayConfig::default()
+        }
     }
 
     /// A configuration for tests: in-memory SQLite, random port, given token.
@@ -162,6 +177,7 @@ impl ServeConfig {
             mail_from: "AiCarpool <noreply@aicarpool.invalid>".into(),
             // Tests' mock upstreams listen on loopback.
             upstream_allow: parse_upstream_allow("127.0.0.0/8,::1").unwrap_or_default(),
+            max_buffered_body_mb: 512,
             claude_oauth: ClaudeOAuthArgs::default(),
         }
     }

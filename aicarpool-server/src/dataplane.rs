@@ -1,7 +1,7 @@
 //! Data-plane routes: what CLIs and SDKs call. Each route hands the request
 //! to the core [`Gateway`](aicarpool_core::gateway::Gateway).
 
-use aicarpool_core::gateway::{AI_PROXY_PREFIX, MAX_BODY_BYTES};
+use aicarpool_core::gateway::AI_PROXY_PREFIX;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
@@ -31,11 +31,5 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn forward(State(state): State<AppState>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(b) => b,
-        Err(_) => return state.gateway.body_too_large(&parts.uri).map(Body::new),
-    };
-    let req = http::Request::from_parts(parts, bytes);
-    state.gateway.handle(req).await.map(Body::new)
+    state.gateway.serve(req).await.map(Body::new)
 }

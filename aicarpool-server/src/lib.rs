@@ -8,7 +8,7 @@ use std::future::{Future, IntoFuture};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aicarpool_core::gateway::{Gateway, GatewayConfig};
+use aicarpool_core::gateway::Gateway;
 use aicarpool_core::pricing::Pricing;
 use aicarpool_core::secret::{MasterKey, Sealer};
 use aicarpool_core::usage::UsageWriter;
@@ -42,11 +42,13 @@ pub async fn build_state(config: ServeConfig) -> anyhow::Result<AppState> {
     };
     // The writer before the limiter: a scope's counters load from the
     // store after the writer has written what it still holds.
-    let usage_writer = UsageWriter::spawn(store.clone(), GatewayConfig::default().usage_writer);
+    let gateway_config = config.gateway_config();
+    let usage_writer = UsageWriter::spawn(store.clone(), gateway_config.usage_writer);
     let limiter = backend::limiter(&config, &store, usage_writer.clone()).await?;
     let shared_caches = backend::SharedCaches::connect(&config).await?;
     let mut gateway = Gateway::builder(store.clone(), sealer.clone())
         .pricing(pricing)
+        .config(gateway_config)
         .limiter(limiter)
         .usage_writer(usage_writer)
         .outbound_guard(config.upstream_allow.clone())

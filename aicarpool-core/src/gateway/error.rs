@@ -39,6 +39,10 @@ pub enum GatewayError {
     /// 503: no account can serve (none bound, or all down).
     #[error("{0}")]
     Unavailable(String),
+    /// 503 with `retry-after`: the budget of buffered request bodies is
+    /// spent (see [`GatewayConfig::max_buffered_body_bytes`](super::GatewayConfig)).
+    #[error("the gateway is receiving too many large requests; retry in a moment")]
+    Busy,
     /// 502: the upstream answered in a way that cannot be passed on.
     #[error("{0}")]
     BadUpstream(String),
@@ -57,7 +61,7 @@ impl GatewayError {
             GatewayError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::Overloaded(_) => overloaded_status(),
-            GatewayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Unavailable(_) | GatewayError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::BadUpstream(_) => StatusCode::BAD_GATEWAY,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -72,7 +76,9 @@ impl GatewayError {
             GatewayError::NotFound(_) => "not_found_error",
             GatewayError::TooLarge => "request_too_large",
             GatewayError::RateLimited { .. } => "rate_limit_error",
-            GatewayError::Overloaded(_) | GatewayError::Unavailable(_) => "overloaded_error",
+            GatewayError::Overloaded(_) | GatewayError::Unavailable(_) | GatewayError::Busy => {
+                "overloaded_error"
+            }
             GatewayError::BadUpstream(_) | GatewayError::Internal(_) => "api_error",
         }
     }
@@ -98,12 +104,17 @@ impl GatewayError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if let GatewayError::RateLimited {
-            retry_after: Some(wait),
-            ..
-        } = &self
-        {
-            // Round up: retrying a moment early only earns another 429.
+        let retry_after = match &self {
+            GatewayError::RateLimited {
+                retry_after: Some(wait),
+                ..
+            } => Some(*wait),
+            // Bodies in flight finish in moments.
+            GatewayError::Busy => Some(Duration::from_secs(1)),
+            _ => None,
+        };
+        if let Some(wait) = retry_after {
+            // Round up: retrying a moment early only earns another refusal.
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));

@@ -7,6 +7,7 @@ mod consent;
 mod credentials;
 mod input;
 mod loops;
+mod memory;
 mod outbound;
 mod setup;
 mod signin;

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aicarpool_benches::{rss_kib, unpooled_client, Fixture, Replay, UPSTREAM_KEY};
-use aicarpool_core::gateway::{Gateway, MAX_BODY_BYTES};
+use aicarpool_core::gateway::Gateway;
 use aicarpool_testkit::{Behavior, MockUpstream};
 use anyhow::{bail, ensure, Context, Result};
 use axum::body::Body;
@@ -237,16 +237,9 @@ impl Rig {
     }
 }
 
-/// The gateway as the server mounts it: read the body (bounded), handle.
+/// The gateway as the server mounts it.
 async fn serve(State(gateway): State<Gateway>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(bytes) => gateway
-            .handle(http::Request::from_parts(parts, bytes))
-            .await
-            .map(Body::new),
-        Err(_) => gateway.body_too_large(&parts.uri).map(Body::new),
-    }
+    gateway.serve(req).await.map(Body::new)
 }
 
 /// One timed request.
