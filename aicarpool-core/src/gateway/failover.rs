@@ -25,8 +25,9 @@ pub(super) fn deadline(headers: &HeaderMap, config: &GatewayConfig, started: Ins
         .get(CLIENT_TIMEOUT_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .map(Duration::from_secs_f64);
+        .filter(|s| *s > 0.0)
+        // A value no `Duration` holds (huge, NaN, infinite) says nothing.
+        .and_then(|s| Duration::try_from_secs_f64(s).ok());
     let bound = client.map_or(config.request_deadline, |c| c.min(config.request_deadline));
     started + bound
 }
@@ -105,6 +106,23 @@ mod tests {
         assert_eq!(deadline(&h, &config, now), now + Duration::from_secs(30));
         h.insert(CLIENT_TIMEOUT_HEADER, "99999".parse().unwrap());
         assert_eq!(deadline(&h, &config, now), now + config.request_deadline);
+        // Values no `Duration` holds are ignored, never a panic.
+        for huge in [
+            "1e300",
+            "1e20",
+            "inf",
+            "NaN",
+            "-5",
+            "0",
+            "18446744073709551616",
+        ] {
+            h.insert(CLIENT_TIMEOUT_HEADER, huge.parse().unwrap());
+            assert_eq!(
+                deadline(&h, &config, now),
+                now + config.request_deadline,
+                "{huge}"
+            );
+        }
     }
 
     #[test]
