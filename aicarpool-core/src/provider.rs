@@ -35,6 +35,34 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
+    /// The failure's class: what connection tests report and metrics count.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderError::Blocked(_) => "blocked",
+            ProviderError::Connect(_) | ProviderError::Request(_) => "unreachable",
+            ProviderError::Timeout => "timeout",
+            ProviderError::NoCredentials | ProviderError::BadUrl(_) => "config",
+            ProviderError::OAuth(_) => "oauth",
+        }
+    }
+
+    /// What a member is told: the class in words, never the upstream's
+    /// host, port or path (the `Display` text, for logs, has them).
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            ProviderError::Blocked(_) => {
+                "the account's destination is refused by the server's outbound rules"
+            }
+            ProviderError::Connect(_) | ProviderError::Request(_) => {
+                "the upstream could not be reached"
+            }
+            ProviderError::Timeout => "the upstream did not answer in time",
+            ProviderError::NoCredentials => "the account has no usable credentials",
+            ProviderError::BadUrl(_) => "the account's base URL is invalid",
+            ProviderError::OAuth(_) => "the account's OAuth token is unusable",
+        }
+    }
+
     pub(crate) fn from_reqwest(e: &reqwest::Error) -> Self {
         // reqwest's Display leaves out the cause; walk the chain, which
         // names the host but never a header value.
@@ -196,7 +224,8 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .get("anthropic-ratelimit-unified-reset")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok())?;
-    let wait = reset - now.timestamp();
+    // Saturating: the header is the upstream's to choose, any i64 included.
+    let wait = reset.saturating_sub(now.timestamp());
     Some(Duration::from_secs(u64::try_from(wait).unwrap_or(0)))
 }
 

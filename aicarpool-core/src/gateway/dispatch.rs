@@ -90,18 +90,23 @@ pub(super) async fn dispatch(
         let resp = match tokio::time::timeout(timeout, call).await {
             Ok(Ok(resp)) => resp,
             failed => {
-                let reason = match failed {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "the upstream did not answer in time".to_owned(),
+                // The log and the router keep the detail (it names the
+                // upstream); the member is told the class only.
+                let (reason, public) = match failed {
+                    Ok(Err(e)) => (e.to_string(), e.public_message()),
+                    _ => (
+                        "the upstream did not answer in time".to_owned(),
+                        "the upstream did not answer in time",
+                    ),
                 };
                 tracing::warn!(account_id, error = %reason, "upstream attempt failed");
                 let outcome = Outcome::Failed {
                     status: None,
-                    reason: reason.clone(),
+                    reason,
                 };
                 tally.attempt(&outcome, None);
                 inner.router.report(&Report::new(account_id, outcome));
-                last_message = Some(reason);
+                last_message = Some(public.to_owned());
                 continue;
             }
         };

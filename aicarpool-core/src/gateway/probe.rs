@@ -124,14 +124,8 @@ const MAX_ERROR_CHARS: usize = 200;
 fn failure(e: &ProviderError) -> (&'static str, String) {
     match e {
         // The guard's refusal names only what the admin configured.
-        ProviderError::Blocked(d) => ("blocked", d.to_string()),
-        ProviderError::Connect(_) | ProviderError::Request(_) => {
-            ("unreachable", "the upstream could not be reached".into())
-        }
-        ProviderError::Timeout => ("timeout", "the upstream did not answer in time".into()),
-        ProviderError::NoCredentials => ("config", e.to_string()),
-        ProviderError::BadUrl(_) => ("config", "the account's base URL is invalid".into()),
-        ProviderError::OAuth(_) => ("oauth", "the account's OAuth token is unusable".into()),
+        ProviderError::Blocked(d) => (e.kind(), d.to_string()),
+        _ => (e.kind(), e.public_message().to_owned()),
     }
 }
 

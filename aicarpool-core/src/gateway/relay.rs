@@ -234,7 +234,10 @@ async fn pump(
             }
             Ok(None) => break,
             Ok(Some(Err(e))) => {
-                broken = Some(format!("the upstream stream broke: {e}"));
+                // The detail names the upstream URL: the log keeps it, the
+                // member is told the class.
+                tracing::warn!(account_id = %settlement.account_id, error = %e, "upstream stream broke");
+                broken = Some("the upstream stream broke".into());
                 break;
             }
             Ok(Some(Ok(chunk))) => chunk,
@@ -318,7 +321,10 @@ async fn read_all(resp: reqwest::Response, limit: usize) -> Result<Bytes, String
     let mut stream = resp.bytes_stream();
     let mut buf = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
+        let chunk = chunk.map_err(|e| {
+            tracing::warn!(error = %e, "reading the upstream answer failed");
+            "reading the upstream answer failed".to_owned()
+        })?;
         if buf.len() + chunk.len() > limit {
             return Err(format!("the upstream answer is larger than {limit} bytes"));
         }
