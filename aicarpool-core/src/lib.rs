@@ -30,7 +30,10 @@
 
 pub mod account;
 pub mod binding;
+pub mod bounds;
 pub mod enterprise;
+#[cfg(test)]
+mod fuzzing;
 pub mod gateway;
 pub mod id;
 pub mod key;

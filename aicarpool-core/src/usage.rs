@@ -86,6 +86,25 @@ impl UsageRecord {
     pub fn is_error(&self) -> bool {
         self.status >= 400
     }
+
+    /// The record with every string within its bound (see
+    /// [`crate::bounds`]): what the writer stores, whoever built it.
+    pub fn bounded(mut self) -> Self {
+        use crate::bounds::{clip_owned, MAX_ID_LEN, MAX_MODEL_LEN};
+        clip_owned(&mut self.model, MAX_MODEL_LEN);
+        for id in [
+            &mut self.id,
+            &mut self.key_id,
+            &mut self.user_id,
+            &mut self.group_id,
+        ] {
+            clip_owned(id, MAX_ID_LEN);
+        }
+        if let Some(a) = &mut self.account_id {
+            clip_owned(a, MAX_ID_LEN);
+        }
+        self
+    }
 }
 
 /// Whose usage a report covers.

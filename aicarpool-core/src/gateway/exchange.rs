@@ -18,6 +18,7 @@ use http::{HeaderMap, Response, StatusCode};
 
 use super::{admission, dispatch, GatewayBody, GatewayError, Inner, MAX_BODY_BYTES};
 use crate::account::Protocol;
+use crate::bounds;
 use crate::key::{KeyRecord, KeyRefusal, Service};
 use crate::limit::Permit;
 use crate::provider::ProviderError;
@@ -143,6 +144,12 @@ pub(super) async fn serve(
     }
     let key = inner.authenticate(&parts.headers, &parts.uri).await?;
     let inbound = read(&key, &parts.headers, &body)
+        .and_then(|i| {
+            // Refused, never stored or forwarded: it lands in every record.
+            bounds::model_name(&i.model)
+                .map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
+            Ok(i)
+        })
         .and_then(|i| check_policy(&key, &parts.headers, &i).map(|()| i));
     let inbound = match inbound {
         Ok(i) => i,
@@ -196,16 +203,28 @@ pub(super) async fn serve(
 /// The key's own policy: enabled, not expired, the service, the model and
 /// the client allowed.
 fn check_policy(key: &KeyRecord, headers: &HeaderMap, i: &Inbound) -> Result<(), GatewayError> {
-    let user_agent = headers
+    let user_agent = client_name(headers);
+    key.check(
+        chrono::Utc::now(),
+        i.service,
+        Some(&i.model),
+        user_agent.as_deref(),
+    )
+    .map_err(|refusal| match refusal {
+        KeyRefusal::Disabled | KeyRefusal::Expired(_) => {
+            GatewayError::Authentication(refusal.to_string())
+        }
+        _ => GatewayError::Permission(refusal.to_string()),
+    })
+}
+
+/// The client's `User-Agent`, bounded (see [`crate::bounds`]): what the
+/// key's allowed-clients globs match and a refusal names.
+pub(super) fn client_name(headers: &HeaderMap) -> Option<std::borrow::Cow<'_, str>> {
+    headers
         .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
-    key.check(chrono::Utc::now(), i.service, Some(&i.model), user_agent)
-        .map_err(|refusal| match refusal {
-            KeyRefusal::Disabled | KeyRefusal::Expired(_) => {
-                GatewayError::Authentication(refusal.to_string())
-            }
-            _ => GatewayError::Permission(refusal.to_string()),
-        })
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| bounds::clip(ua, bounds::MAX_USER_AGENT_LEN))
 }
 
 /// The service whose accounts speak `protocol`.

@@ -26,13 +26,10 @@ pub(super) async fn serve(
     id: Option<&str>,
 ) -> Result<Response<GatewayBody>, GatewayError> {
     let key = inner.authenticate(req.headers(), req.uri()).await?;
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
+    let user_agent = super::exchange::client_name(req.headers());
     // The key's own state and client; services and models filter the list.
     let service = key.services.first().copied().unwrap_or(Service::Openai);
-    key.check(chrono::Utc::now(), service, None, user_agent)
+    key.check(chrono::Utc::now(), service, None, user_agent.as_deref())
         .map_err(|r| match r {
             KeyRefusal::Disabled | KeyRefusal::Expired(_) => {
                 GatewayError::Authentication(r.to_string())

@@ -7,7 +7,8 @@
 //! "session_id":…}`, older ones `user_<hash>_account_<uuid>_session_<uuid>`);
 //! `prompt_cache_key`; else a digest of the system prompt and the first
 //! user message (their text only: `cache_control` markers move between
-//! turns). The gateway borrows these fields while it peeks at `model`, so
+//! turns). An id longer than [`bounds::MAX_SESSION_ID_LEN`] or with control
+//! characters is no real client's and is skipped. The gateway borrows these fields while it peeks at `model`, so
 //! the body is parsed once; only the last fallback reads them again.
 
 use std::borrow::Cow;
@@ -18,6 +19,8 @@ use http::HeaderMap;
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
+
+use crate::bounds;
 
 /// The header Claude Code sends with every request of a session.
 pub const SESSION_HEADER: &str = "x-claude-code-session-id";
@@ -80,17 +83,21 @@ pub fn extract(headers: &HeaderMap, hints: &SessionHints<'_>) -> Option<SessionI
         .get(SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
-        .filter(|s| !s.is_empty())
+        .filter(|s| bounds::session_id_usable(s))
     {
         return Some(SessionId::from_id(SessionSource::Header, id));
     }
-    if let Some(id) = hints.metadata.and_then(session_in_metadata) {
+    if let Some(id) = hints
+        .metadata
+        .and_then(session_in_metadata)
+        .filter(|s| bounds::session_id_usable(s))
+    {
         return Some(SessionId::from_id(SessionSource::Metadata, &id));
     }
     if let Some(key) = hints
         .prompt_cache_key
         .and_then(|raw| serde_json::from_str::<Cow<'_, str>>(raw.get()).ok())
-        .filter(|k| !k.trim().is_empty())
+        .filter(|k| !k.trim().is_empty() && bounds::session_id_usable(k))
     {
         return Some(SessionId::from_id(SessionSource::PromptCacheKey, &key));
     }
@@ -362,6 +369,20 @@ mod tests {
         assert_eq!(by_old.digest, by_header.digest);
         // A user id without a session says nothing.
         assert!(session(&HeaderMap::new(), r#"{"metadata":{"user_id":"alice"}}"#).is_none());
+    }
+
+    #[test]
+    fn oversized_or_control_ids_are_skipped() {
+        let long = "s".repeat(bounds::MAX_SESSION_ID_LEN + 1);
+        let mut h = HeaderMap::new();
+        h.insert(SESSION_HEADER, long.parse().unwrap());
+        let body = format!(r#"{{"metadata":{{"user_id":"u_account__session_{UUID}"}}}}"#);
+        // The header is too long: the metadata's session stands.
+        assert_eq!(session(&h, &body).unwrap().source, SessionSource::Metadata);
+        let body = format!(r#"{{"metadata":{{"user_id":"u_account__session_{long}"}}}}"#);
+        assert!(session(&h, &body).is_none());
+        let body = r#"{"prompt_cache_key":"a\u0007b"}"#;
+        assert!(session(&HeaderMap::new(), body).is_none());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! batches to the [`UsageStore`]. The channel is bounded, so a slow database
 //! slows recording down instead of growing memory. A failed batch is
 //! retried (inserts are idempotent by record id); on shutdown everything
-//! queued is written before [`UsageWriter::shutdown`] returns.
+//! queued is written before [`UsageWriter::shutdown`] returns. No string
+//! is stored over its bound ([`UsageRecord::bounded`]).
 //!
 //! [`UsageWriter::flush`] writes what is queued on demand: a limiter that
 //! starts counting a scope reads the scope's history from the store, and
@@ -68,7 +69,7 @@ impl UsageWriter {
     /// Queues a record, waiting for room if the queue is full. A record sent
     /// after shutdown is logged and dropped.
     pub async fn record(&self, record: UsageRecord) {
-        if let Err(e) = self.tx.send(record).await {
+        if let Err(e) = self.tx.send(record.bounded()).await {
             tracing::error!(record_id = %e.0.id, "usage writer stopped; record dropped");
         }
     }
@@ -266,6 +267,28 @@ mod tests {
         }
         w.shutdown().await;
         assert_eq!(written(&store).await, 100);
+    }
+
+    #[tokio::test]
+    async fn no_field_is_stored_over_its_bound() {
+        let store = Arc::new(MemoryStore::new());
+        let w = writer(&store, 4, 4);
+        let mut r = rec(0);
+        r.model = format!("m\r\n{}", "x".repeat(1 << 20));
+        w.record(r).await;
+        w.flush().await;
+        let report = store
+            .usage_report(&UsageQuery {
+                scope: UsageScope::Key("k".into()),
+                from: None,
+                to: None,
+                group_by: Some(crate::usage::UsageGroupBy::Model),
+            })
+            .await
+            .unwrap();
+        let model = &report.rows[0].bucket;
+        assert_eq!(model.len(), crate::bounds::MAX_MODEL_LEN);
+        assert!(model.starts_with("mxxx"), "control characters dropped");
     }
 
     #[tokio::test]
