@@ -4,189 +4,22 @@
 
 #[path = "common/carpool.rs"]
 mod carpool;
+#[path = "common/harness.rs"]
+mod harness;
 
-use std::collections::BTreeMap;
+use harness::*;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aicarpool_core::account::{Account, AccountOwner, Credentials, Platform, Preset};
-use aicarpool_core::binding::{Binding, BindingMode, BoundAccount};
-use aicarpool_core::gateway::{Gateway, GatewayBody, GatewayConfig, Invalidation, InvalidationBus};
-use aicarpool_core::id::new_id;
-use aicarpool_core::key::{KeyRecord, MemberKey, Service};
-use aicarpool_core::secret::{MasterKey, Sealer};
-use aicarpool_core::store::{AccountStore, KeyStore, MemoryStore};
-use aicarpool_core::usage::{Accuracy, UsageRecord, UsageWriterConfig};
+use aicarpool_core::account::{Platform, Preset};
+use aicarpool_core::gateway::{Invalidation, InvalidationBus};
+use aicarpool_core::key::MemberKey;
+use aicarpool_core::store::KeyStore;
+use aicarpool_core::usage::Accuracy;
 use aicarpool_testkit::{fixtures, Behavior, MockUpstream};
 use bytes::Bytes;
 use http_body_util::BodyExt;
-
-const UPSTREAM_KEY: &str = "sk-ant-upstream-secret";
-
-struct Harness {
-    gateway: Gateway,
-    store: Arc<MemoryStore>,
-    key: String,
-    key_record: KeyRecord,
-    account_ids: Vec<String>,
-}
-
-struct AccountSpec {
-    base_url: String,
-    platform: Platform,
-    preset: Option<Preset>,
-    model_map: BTreeMap<String, String>,
-    max_concurrency: Option<u32>,
-}
-
-fn api_account(url: &str) -> AccountSpec {
-    AccountSpec {
-        base_url: url.to_owned(),
-        platform: Platform::ClaudeApi,
-        preset: None,
-        model_map: BTreeMap::new(),
-        max_concurrency: None,
-    }
-}
-
-async fn harness(accounts: Vec<AccountSpec>) -> Harness {
-    harness_with_bus(accounts, None).await
-}
-
-async fn harness_with_bus(
-    accounts: Vec<AccountSpec>,
-    bus: Option<Arc<dyn InvalidationBus>>,
-) -> Harness {
-    let store = Arc::new(MemoryStore::new());
-    let sealer = Sealer::new(&MasterKey::generate());
-    let now = chrono::Utc::now();
-    let (user, group) = carpool::owner_and_group(&store, Default::default()).await;
-    let mut account_ids = Vec::new();
-    for (i, spec) in accounts.into_iter().enumerate() {
-        let id = new_id();
-        let account = Account {
-            id: id.clone(),
-            name: format!("acc-{i}"),
-            platform: spec.platform,
-            preset: spec.preset,
-            base_url: Some(spec.base_url),
-            owner: AccountOwner::Group(group.id.clone()),
-            models: vec![],
-            model_map: spec.model_map,
-            priority: 10 + i as i32,
-            weight: 1,
-            max_concurrency: spec.max_concurrency,
-            proxy: None,
-            enabled: true,
-            credentials: sealer
-                .seal(
-                    &id,
-                    &Credentials {
-                        api_key: Some(UPSTREAM_KEY.into()),
-                        ..Default::default()
-                    },
-                )
-                .unwrap(),
-            created_at: now,
-            updated_at: now,
-        };
-        store.create_account(&account).await.unwrap();
-        account_ids.push(id);
-    }
-    store
-        .put_binding(&Binding {
-            group_id: group.id.clone(),
-            mode: BindingMode::Dedicated,
-            accounts: account_ids
-                .iter()
-                .map(|id| BoundAccount {
-                    account_id: id.clone(),
-                    priority: None,
-                    weight: None,
-                    dedicated: true,
-                })
-                .collect(),
-        })
-        .await
-        .unwrap();
-    let member_key = MemberKey::generate(&group.id, &user.id);
-    let key_record = KeyRecord {
-        id: new_id(),
-        group_id: group.id.clone(),
-        user_id: user.id.clone(),
-        name: "laptop".into(),
-        key_hash: Some(member_key.hash()),
-        hint: member_key.hint(),
-        enabled: true,
-        expires_at: None,
-        services: Service::ALL.to_vec(),
-        models: vec![],
-        clients: vec![],
-        limits: Default::default(),
-        created_at: now,
-        updated_at: now,
-    };
-    store.create_key(&key_record).await.unwrap();
-    let config = GatewayConfig {
-        idle_timeout: Duration::from_secs(10),
-        drain_timeout: Duration::from_secs(10),
-        usage_writer: UsageWriterConfig {
-            flush_interval: Duration::from_millis(20),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let mut builder = Gateway::builder(store.clone(), sealer)
-        .outbound_guard(aicarpool_core::outbound::OutboundGuard::parse("127.0.0.0/8,::1").unwrap())
-        .config(config);
-    if let Some(bus) = bus {
-        builder = builder.invalidation_bus(bus);
-    }
-    let gateway = builder.build();
-    Harness {
-        gateway,
-        store,
-        key: member_key.expose(),
-        key_record,
-        account_ids,
-    }
-}
-
-impl Harness {
-    fn claude_code_request(&self) -> http::Request<Bytes> {
-        let captured = fixtures::claude_code_authtoken();
-        let mut builder = http::Request::post(format!("/api/v1{}", captured.path));
-        for (name, value) in captured.replayable_headers() {
-            builder = builder.header(name, value);
-        }
-        builder
-            .header("authorization", format!("Bearer {}", self.key))
-            .header("accept-encoding", "gzip, deflate, br, zstd")
-            .body(Bytes::from(captured.body))
-            .unwrap()
-    }
-
-    fn json_request(&self, body: serde_json::Value) -> http::Request<Bytes> {
-        http::Request::post("/v1/messages")
-            .header("x-api-key", &self.key)
-            .header("anthropic-version", "2023-06-01")
-            .header("content-type", "application/json")
-            .body(Bytes::from(body.to_string()))
-            .unwrap()
-    }
-
-    /// Waits for open streams and the usage writer, then returns every
-    /// usage record.
-    async fn records(&self) -> Vec<UsageRecord> {
-        self.gateway.shutdown().await;
-        self.store.usage_records()
-    }
-}
-
-async fn body_text(body: GatewayBody) -> String {
-    let bytes = body.collect().await.unwrap().to_bytes();
-    String::from_utf8(bytes.to_vec()).unwrap()
-}
 
 #[tokio::test]
 async fn claude_code_request_streams_through_unchanged() {
