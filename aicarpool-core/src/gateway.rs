@@ -61,6 +61,7 @@ mod error;
 mod exchange;
 mod failover;
 mod gemini;
+pub mod hops;
 mod intake;
 mod invalidation;
 mod messages;
@@ -171,6 +172,8 @@ pub struct Gateway {
 struct Inner {
     store: DynStore,
     sealer: Sealer,
+    /// This deployment's hop mark (see [`hops`]).
+    deployment: String,
     router: Arc<dyn Router>,
     pricing: Arc<Pricing>,
     anthropic: AnthropicProvider,
@@ -321,6 +324,7 @@ impl GatewayBuilder {
                     .time_to_live(config.route_cache_ttl)
                     .build(),
                 store: self.store,
+                deployment: self.sealer.deployment_id().to_string(),
                 sealer: self.sealer,
                 router: self.router,
                 pricing: self.pricing,
@@ -379,8 +383,12 @@ impl Gateway {
     {
         let (parts, body) = req.into_parts();
         let protocol = paths::protocol_of(parts.uri.path());
-        // Unknown paths and methods are refused by `handle`, key or not.
+        // Unknown paths and methods are refused by `handle`, key or not;
+        // a loop is refused before its key costs a lookup.
         if paths::route(&parts.method, parts.uri.path()).is_ok() {
+            if let Err(e) = hops::next_hop(&parts.headers, &self.inner.deployment) {
+                return e.into_response(protocol);
+            }
             if let Err(e) = self.inner.authenticate(&parts.headers, &parts.uri).await {
                 return e.into_response(protocol);
             }
@@ -398,7 +406,7 @@ impl Gateway {
     /// Serves one data-plane request: Anthropic `…/messages`, and under
     /// [`AI_PROXY_PREFIX`] the Gemini and OpenAI APIs. Errors are written
     /// in the protocol of the path.
-    pub async fn handle(&self, req: http::Request<Bytes>) -> http::Response<GatewayBody> {
+    pub async fn handle(&self, mut req: http::Request<Bytes>) -> http::Response<GatewayBody> {
         use paths::DataRoute;
         let started = Instant::now();
         let protocol = paths::protocol_of(req.uri().path());
@@ -406,6 +414,13 @@ impl Gateway {
             Ok(r) => r,
             Err(no) => return paths::refusal(no, protocol),
         };
+        // The upstream call carries the mark on (providers forward it).
+        match hops::next_hop(req.headers(), &self.inner.deployment) {
+            Ok(mark) => {
+                req.headers_mut().insert(hops::HOP_HEADER, mark);
+            }
+            Err(e) => return e.into_response(protocol),
+        }
         let inner = &self.inner;
         let served = match route {
             DataRoute::Messages(endpoint) => messages::serve(inner, endpoint, req, started).await,
@@ -417,6 +432,11 @@ impl Gateway {
             DataRoute::Model(id) => models::serve(inner, &req, Some(&id)).await,
         };
         served.unwrap_or_else(|e| e.into_response(protocol))
+    }
+
+    /// This deployment's id, as its hop mark carries it.
+    pub fn deployment_id(&self) -> &str {
+        &self.inner.deployment
     }
 
     /// Forgets a cached key so the next request sees the store, here and

@@ -20,6 +20,18 @@ use crate::limits::KeyLimits;
 /// Every member key starts with this.
 pub const KEY_PREFIX: &str = "aicp_";
 
+/// Whether `s` reads as a member key (what an upstream credential must
+/// never be): the prefix, ignoring case, surrounding space and a `Bearer`.
+pub fn is_member_key_like(s: &str) -> bool {
+    let s = s.trim();
+    let s = s
+        .get(..7)
+        .filter(|p| p.eq_ignore_ascii_case("bearer "))
+        .map_or(s, |_| s[7..].trim_start());
+    s.get(..KEY_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(KEY_PREFIX))
+}
+
 /// Characters in a generated secret: 33 base62 characters ≈ 196 bits.
 pub const SECRET_LEN: usize = 33;
 
@@ -303,6 +315,21 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn member_keys_are_told_from_upstream_keys() {
+        for k in [
+            "aicp_g_u_secret",
+            " AICP_x",
+            "Bearer aicp_g_u_s",
+            "bearer  aicp_",
+        ] {
+            assert!(is_member_key_like(k), "{k}");
+        }
+        for k in ["sk-ant-api03-x", "aic", "", "Bearer sk-x", "xaicp_"] {
+            assert!(!is_member_key_like(k), "{k}");
+        }
+    }
     use proptest::prelude::*;
 
     #[test]

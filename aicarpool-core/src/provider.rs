@@ -32,6 +32,10 @@ pub enum ProviderError {
     /// The outbound guard refused the destination or the proxy.
     #[error("{0}")]
     Blocked(crate::outbound::Denied),
+    /// The account's credential is a member key of a gateway: sent on, it
+    /// would make a member's key an upstream account (and can loop).
+    #[error("the account's credential is an AiCarpool member key (aicp_…), not an upstream key")]
+    MemberKey,
 }
 
 impl ProviderError {
@@ -41,7 +45,9 @@ impl ProviderError {
             ProviderError::Blocked(_) => "blocked",
             ProviderError::Connect(_) | ProviderError::Request(_) => "unreachable",
             ProviderError::Timeout => "timeout",
-            ProviderError::NoCredentials | ProviderError::BadUrl(_) => "config",
+            ProviderError::NoCredentials | ProviderError::BadUrl(_) | ProviderError::MemberKey => {
+                "config"
+            }
             ProviderError::OAuth(_) => "oauth",
         }
     }
@@ -60,7 +66,18 @@ impl ProviderError {
             ProviderError::NoCredentials => "the account has no usable credentials",
             ProviderError::BadUrl(_) => "the account's base URL is invalid",
             ProviderError::OAuth(_) => "the account's OAuth token is unusable",
+            ProviderError::MemberKey => {
+                "the account's credential is an AiCarpool member key, not an upstream key"
+            }
         }
+    }
+
+    /// `secret` as an upstream credential: anything but a member key.
+    pub(crate) fn upstream_secret(secret: &str) -> Result<&str, ProviderError> {
+        if crate::key::is_member_key_like(secret) {
+            return Err(ProviderError::MemberKey);
+        }
+        Ok(secret)
     }
 
     pub(crate) fn from_reqwest(e: &reqwest::Error) -> Self {

@@ -75,6 +75,37 @@ impl MasterKey {
 #[derive(Clone)]
 pub struct Sealer {
     cipher: Aes256Gcm,
+    deployment_id: DeploymentId,
+}
+
+/// A short public name of a deployment: every instance sharing a master
+/// key shares it, and it tells nothing about the key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct DeploymentId([u8; 8]);
+
+impl DeploymentId {
+    fn of(key: &MasterKey) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(b"aicarpool-deployment")
+            .chain_update(key.0.as_slice())
+            .finalize();
+        let mut id = [0; 8];
+        id.copy_from_slice(&digest[..8]);
+        Self(id)
+    }
+}
+
+impl fmt::Display for DeploymentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for DeploymentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DeploymentId({self})")
+    }
 }
 
 impl fmt::Debug for Sealer {
@@ -87,7 +118,14 @@ impl Sealer {
     pub fn new(key: &MasterKey) -> Self {
         Self {
             cipher: Aes256Gcm::new(&key.0),
+            deployment_id: DeploymentId::of(key),
         }
+    }
+
+    /// The deployment this key belongs to: what the gateway's hop mark
+    /// carries (see [`crate::gateway::hops`]).
+    pub fn deployment_id(&self) -> DeploymentId {
+        self.deployment_id
     }
 
     /// Encrypts `creds` for account `account_id`.
@@ -140,6 +178,18 @@ impl Sealer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deployment_ids_follow_the_key_and_hide_it() {
+        let key = MasterKey::generate();
+        let id = Sealer::new(&key).deployment_id();
+        assert_eq!(id, Sealer::new(&key).deployment_id());
+        assert_ne!(id, Sealer::new(&MasterKey::generate()).deployment_id());
+        let text = id.to_string();
+        assert_eq!(text.len(), 16);
+        assert!(text.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(!key.to_base64().contains(&text));
+    }
 
     fn creds() -> Credentials {
         Credentials {

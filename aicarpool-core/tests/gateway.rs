@@ -476,3 +476,32 @@ async fn only_a_rate_limit_with_a_named_end_is_shared_with_other_instances() {
     let wait = *until_ms as i64 - chrono::Utc::now().timestamp_millis();
     assert!((28_000..=30_000).contains(&wait), "{wait}");
 }
+
+#[tokio::test]
+async fn upstream_calls_carry_the_hop_mark_and_a_marked_request_is_refused() {
+    let mock = MockUpstream::start(UPSTREAM_KEY).await.unwrap();
+    let h = harness(vec![api_account(&mock.url)]).await;
+    let own = h.gateway.deployment_id().to_owned();
+    let mut req = h.claude_code_request();
+    req.headers_mut()
+        .insert("x-aicarpool-hop", "other-gateway".parse().unwrap());
+    let resp = h.gateway.handle(req).await;
+    assert_eq!(resp.status(), 200);
+    let _ = body_text(resp.into_body()).await;
+    let sent = &mock.received()[0].headers;
+    assert_eq!(
+        sent["x-aicarpool-hop"],
+        format!("other-gateway,{own}").as_str()
+    );
+
+    // The same request arriving again is a loop: refused, upstream untouched.
+    let mut again = h.claude_code_request();
+    again
+        .headers_mut()
+        .insert("x-aicarpool-hop", sent["x-aicarpool-hop"].clone());
+    let resp = h.gateway.handle(again).await;
+    assert_eq!(resp.status(), 508);
+    let text = body_text(resp.into_body()).await;
+    assert!(text.contains("passed through this gateway"), "{text}");
+    assert_eq!(mock.hits(), 1);
+}

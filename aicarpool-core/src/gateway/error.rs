@@ -46,6 +46,10 @@ pub enum GatewayError {
     /// 502: the upstream answered in a way that cannot be passed on.
     #[error("{0}")]
     BadUpstream(String),
+    /// 508: the request already passed through this gateway, or through
+    /// too many (see [`hops`](super::hops)).
+    #[error("{0}")]
+    LoopDetected(String),
     /// 500: the gateway itself failed (storage).
     #[error("{0}")]
     Internal(String),
@@ -63,6 +67,7 @@ impl GatewayError {
             GatewayError::Overloaded(_) => overloaded_status(),
             GatewayError::Unavailable(_) | GatewayError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::BadUpstream(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::LoopDetected(_) => StatusCode::LOOP_DETECTED,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -79,7 +84,9 @@ impl GatewayError {
             GatewayError::Overloaded(_) | GatewayError::Unavailable(_) | GatewayError::Busy => {
                 "overloaded_error"
             }
-            GatewayError::BadUpstream(_) | GatewayError::Internal(_) => "api_error",
+            GatewayError::BadUpstream(_)
+            | GatewayError::LoopDetected(_)
+            | GatewayError::Internal(_) => "api_error",
         }
     }
 

@@ -274,11 +274,13 @@ impl Inner {
 }
 
 /// The client's headers minus everything of its own protocol: what a
-/// translated request carries upstream (its User-Agent only).
+/// translated request carries upstream (its User-Agent and the hop mark).
 pub(super) fn translated_headers(client: &HeaderMap) -> HeaderMap {
     let mut h = HeaderMap::new();
-    if let Some(ua) = client.get(http::header::USER_AGENT) {
-        h.insert(http::header::USER_AGENT, ua.clone());
+    for name in [http::header::USER_AGENT, super::hops::HOP_HEADER] {
+        if let Some(value) = client.get(&name) {
+            h.insert(name, value.clone());
+        }
     }
     h
 }

@@ -19,6 +19,8 @@ async fn call(
     inner: &Inner,
     account: Arc<RoutableAccount>,
 ) -> Result<reqwest::Response, ProviderError> {
+    // A test that leads back to this gateway is refused there at once.
+    let mark = super::hops::own_mark(&inner.deployment);
     match account.account.platform.protocol() {
         Protocol::Anthropic => {
             let body = serde_json::json!({
@@ -30,7 +32,7 @@ async fn call(
                 account,
                 endpoint: MessagesEndpoint::Messages,
                 query: None,
-                client_headers: http::HeaderMap::new(),
+                client_headers: mark,
                 body: Bytes::from(body.to_string()),
             };
             tower::ServiceExt::oneshot(inner.anthropic.clone(), req).await
@@ -46,12 +48,12 @@ async fn call(
                 version: "v1beta",
                 method: GeminiMethod::GenerateContent,
                 query: None,
-                client_headers: http::HeaderMap::new(),
+                client_headers: mark,
                 body: Bytes::from(body.to_string()),
             };
             tower::ServiceExt::oneshot(inner.gemini.clone(), req).await
         }
-        Protocol::Openai => inner.openai.list_models(&account).await,
+        Protocol::Openai => inner.openai.list_models(&account, &mark).await,
     }
 }
 

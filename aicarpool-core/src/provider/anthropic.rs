@@ -112,6 +112,7 @@ impl AnthropicProvider {
         client: &HeaderMap,
         secret: &str,
     ) -> Result<HeaderMap, ProviderError> {
+        let secret = ProviderError::upstream_secret(secret)?;
         let mut h = forwardable_request_headers(client);
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if !h.contains_key("anthropic-version") {
@@ -325,5 +326,19 @@ mod tests {
             .unwrap()
             .get("anthropic-beta")
             .is_none());
+    }
+
+    #[test]
+    fn a_member_key_is_never_sent_upstream() {
+        let mut client = HeaderMap::new();
+        client.insert("x-aicarpool-hop", "abc".parse().unwrap());
+        for platform in [Platform::ClaudeApi, Platform::ClaudeOauth] {
+            let a = routable(platform, None);
+            let e = AnthropicProvider::headers_with(&a, &client, "aicp_g_u_secret").unwrap_err();
+            assert!(matches!(e, ProviderError::MemberKey), "{e}");
+            // The mark travels on with an upstream key.
+            let h = AnthropicProvider::headers_with(&a, &client, "sk-ant-x").unwrap();
+            assert_eq!(h["x-aicarpool-hop"], "abc");
+        }
     }
 }

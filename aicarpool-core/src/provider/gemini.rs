@@ -117,6 +117,7 @@ impl GeminiProvider {
             .credentials
             .bearer_or_key()
             .ok_or(ProviderError::NoCredentials)?;
+        let key = ProviderError::upstream_secret(key)?;
         let mut h = forwardable_request_headers(client);
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let mut value = HeaderValue::from_str(key).map_err(|_| ProviderError::NoCredentials)?;

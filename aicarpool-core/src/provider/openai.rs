@@ -66,6 +66,7 @@ impl OpenAiProvider {
             .credentials
             .bearer_or_key()
             .ok_or(ProviderError::NoCredentials)?;
+        let key = ProviderError::upstream_secret(key)?;
         let mut h = forwardable_request_headers(client);
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
@@ -84,17 +85,18 @@ impl OpenAiProvider {
         post_json(&http, url, headers, req.body).await
     }
 
-    /// `GET {base}/models` with the account's key: a test of the account
-    /// that costs no tokens.
+    /// `GET {base}/models` with the account's key and `client` headers (a
+    /// hop mark): a test of the account that costs no tokens.
     pub async fn list_models(
         &self,
         account: &RoutableAccount,
+        client: &HeaderMap,
     ) -> Result<reqwest::Response, ProviderError> {
         let url = format!("{}/models", account.base_url);
         let http = self
             .clients
             .client_for(account.proxy_url().as_deref(), &url)?;
-        let mut headers = Self::headers(account, &HeaderMap::new())?;
+        let mut headers = Self::headers(account, client)?;
         headers.remove(CONTENT_TYPE);
         http.get(url)
             .headers(headers)
