@@ -394,7 +394,7 @@ fn credentials(platform: Platform, c: Option<Credentials>) -> ApiResult<Credenti
 /// account call a gateway, likely this one: a loop, or a way to spend one
 /// member's quota as an account of another group.
 pub fn refuse_member_key(field: &str, secret: &str) -> ApiResult<()> {
-    if secret.starts_with(aicarpool_core::key::KEY_PREFIX) {
+    if aicarpool_core::key::is_member_key_like(secret) {
         return Err(ApiError::bad_request(format!(
             "{field} is an AiCarpool member key; an account needs the upstream's own key"
         )));
