@@ -75,7 +75,7 @@ mod routing;
 
 pub use error::GatewayError;
 pub use invalidation::{Invalidation, InvalidationBus};
-pub use paths::AI_PROXY_PREFIX;
+pub use paths::{protocol_of, AI_PROXY_PREFIX};
 use routes::RouteTable;
 pub use routing::{AccountHealthReport, LastErrorView, UnifiedWindowView, WindowView};
 

@@ -30,6 +30,16 @@ pub fn routes() -> Router<AppState> {
     router.route(&format!("{AI_PROXY_PREFIX}/{{*rest}}"), any(forward))
 }
 
+/// Whether `path` is served by the data plane (and so answers in an AI
+/// protocol's shape rather than the management API's).
+pub fn is_data_plane(path: &str) -> bool {
+    path.starts_with(AI_PROXY_PREFIX)
+        || ANTHROPIC_PREFIXES.iter().any(|prefix| {
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with("/messages"))
+        })
+}
+
 async fn forward(State(state): State<AppState>, req: Request) -> Response {
     state.gateway.serve(req).await.map(Body::new)
 }

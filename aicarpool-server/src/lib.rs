@@ -15,6 +15,7 @@ use aicarpool_core::usage::UsageWriter;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 pub mod api;
@@ -24,6 +25,7 @@ pub mod dataplane;
 pub mod error;
 pub mod mail;
 pub mod ops;
+mod panics;
 pub mod state;
 
 pub use config::ServeConfig;
@@ -87,6 +89,8 @@ pub fn app(state: AppState) -> Router {
         .merge(ops::routes())
         .merge(api::routes())
         .merge(dataplane::routes())
+        .layer(CatchPanicLayer::custom(panics::caught))
+        .layer(axum::middleware::from_fn(panics::answer_in_protocol))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &http::Request<_>| {
             tracing::info_span!("http", method = %req.method(), path = %loggable_path(req.uri()))
         }))

@@ -58,7 +58,7 @@ pub(super) fn refusal(no: NoRoute, protocol: Protocol) -> Response<GatewayBody> 
 }
 
 /// The protocol errors on `path` are written in.
-pub(super) fn protocol_of(path: &str) -> Protocol {
+pub fn protocol_of(path: &str) -> Protocol {
     match path.strip_prefix(AI_PROXY_PREFIX) {
         None => Protocol::Anthropic,
         Some(rest) if rest.starts_with("/v1beta/") || rest.contains(':') => Protocol::Gemini,
