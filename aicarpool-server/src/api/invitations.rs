@@ -1,7 +1,7 @@
 //! Invitation links: create, public preview, accept (join or register).
 
 use aicarpool_core::id::new_id;
-use aicarpool_core::org::{Group, GroupRole, Invitation, Membership, User};
+use aicarpool_core::org::{Group, GroupRole, Invitation, InvitationTarget, Membership, User};
 use aicarpool_core::store::StoreError;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -70,10 +70,12 @@ pub async fn create(
     let now = Utc::now();
     let invitation = Invitation {
         id: new_id(),
-        group_id: group.id.clone(),
+        target: InvitationTarget::Group {
+            group_id: group.id.clone(),
+            role,
+        },
         token_hash: sha256_hex(&token),
         email,
-        role,
         max_uses: body.max_uses,
         uses: 0,
         expires_at: now + Duration::hours(i64::from(hours)),
@@ -90,7 +92,7 @@ pub async fn create(
         "invitation.created",
         ("invitation", &invitation.id),
         Scope::Group(&group.id),
-        json!({"role": invitation.role, "email": invitation.email, "maxUses": invitation.max_uses, "emailSent": email_sent}),
+        json!({"role": role, "email": invitation.email, "maxUses": invitation.max_uses, "emailSent": email_sent}),
     )
     .await;
     Ok((
@@ -101,7 +103,7 @@ pub async fn create(
             "url": url,
             "expiresAt": invitation.expires_at,
             "maxUses": invitation.max_uses,
-            "role": invitation.role,
+            "role": role,
             "email": invitation.email,
             "emailSent": email_sent,
         })),
@@ -160,7 +162,7 @@ async fn open_invitation(state: &AppState, token: &str) -> ApiResult<(Invitation
         .ok_or_else(not_found)?;
     let group = state
         .store
-        .group(&inv.group_id)
+        .group(inv.target.group_id().ok_or_else(not_found)?)
         .await?
         .ok_or_else(not_found)?;
     if !inv.is_open(Utc::now()) {
@@ -211,7 +213,7 @@ pub async fn page(
                      <code>{{\"email\", \"password\", \"name\"}}</code> to create an account.</p>",
                     group = html_escape(&group.name),
                     inviter = html_escape(&inviter),
-                    role = inv.role.as_str(),
+                    role = inv.target.role_str(),
                     expires = inv.expires_at.format("%Y-%m-%d %H:%M UTC"),
                     accept = html_escape(&accept),
                 ),
@@ -260,7 +262,7 @@ pub async fn preview(
         "groupId": group.id,
         "groupName": group.name,
         "inviter": {"name": inviter},
-        "role": inv.role,
+        "role": inv.target.role_str(),
         "email": inv.email,
         "expiresAt": inv.expires_at,
         "usesLeft": inv.max_uses.map(|m| m.saturating_sub(inv.uses)),
@@ -411,7 +413,7 @@ async fn add_member(
             &Membership {
                 group_id: group.id.clone(),
                 user_id: user.id.clone(),
-                role: inv.role,
+                role: group_role(inv),
                 joined_at: Utc::now(),
             },
             group.max_members,
@@ -428,9 +430,17 @@ async fn add_member(
         "member.added",
         ("user", &user.id),
         Scope::Group(&group.id),
-        json!({"role": inv.role, "invitationId": inv.id, "email": user.email}),
+        json!({"role": group_role(inv), "invitationId": inv.id, "email": user.email}),
     )
     .await;
     tracing::info!(group_id = %group.id, user_id = %user.id, invitation_id = %inv.id, "member joined");
     Ok(())
+}
+
+/// The role a group invitation gives (member for any other kind).
+fn group_role(inv: &Invitation) -> GroupRole {
+    match inv.target {
+        InvitationTarget::Group { role, .. } => role,
+        _ => GroupRole::Member,
+    }
 }
