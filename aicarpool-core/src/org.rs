@@ -6,6 +6,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::enterprise::EnterpriseRole;
 use crate::limits::KeyLimits;
 
 /// A person who can log in.
@@ -101,18 +102,65 @@ pub struct Membership {
     pub joined_at: DateTime<Utc>,
 }
 
-/// A link that lets people join a group. The token itself is shown once;
-/// the store keeps its SHA-256.
+/// What accepting an invitation grants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum InvitationTarget {
+    /// Membership of a group, with this role.
+    Group { group_id: String, role: GroupRole },
+    /// A role in an enterprise.
+    Enterprise {
+        enterprise_id: String,
+        role: EnterpriseRole,
+    },
+    /// Administration of a department (and everything below it).
+    Department { department_id: String },
+}
+
+impl InvitationTarget {
+    /// The group, for a group invitation.
+    pub fn group_id(&self) -> Option<&str> {
+        match self {
+            Self::Group { group_id, .. } => Some(group_id),
+            _ => None,
+        }
+    }
+
+    /// `group`, `enterprise` or `department`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Group { .. } => "group",
+            Self::Enterprise { .. } => "enterprise",
+            Self::Department { .. } => "department",
+        }
+    }
+
+    /// The role granted, as a word (`admin` for a department).
+    pub fn role_str(&self) -> &'static str {
+        match self {
+            Self::Group { role, .. } => role.as_str(),
+            Self::Enterprise { role, .. } => role.as_str(),
+            Self::Department { .. } => "admin",
+        }
+    }
+}
+
+/// A link that lets people join a group, or take a role in an enterprise
+/// or a department. Nobody gets a place without accepting one. The token
+/// itself is shown once; the store keeps its SHA-256.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Invitation {
     pub id: String,
-    pub group_id: String,
+    pub target: InvitationTarget,
     #[serde(skip)]
     pub token_hash: String,
     /// When set, only this address may accept.
     pub email: Option<String>,
-    pub role: GroupRole,
     /// `None` = unlimited uses until expiry.
     pub max_uses: Option<u32>,
     pub uses: u32,

@@ -52,10 +52,17 @@ pub trait UserStore: Send + Sync {
     /// `email` is compared lower-cased.
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
     async fn count_users(&self) -> StoreResult<u64>;
+    /// Replaces the user's password hash. Fails with `NotFound` when the
+    /// user does not exist.
+    async fn set_password_hash(&self, user_id: &str, password_hash: &str) -> StoreResult<()>;
 
     async fn create_session(&self, session: &Session) -> StoreResult<()>;
     async fn session(&self, token_hash: &str) -> StoreResult<Option<Session>>;
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
+    /// Deletes every session of `user_id` except the one whose hash is
+    /// `keep` (a password change keeps its caller signed in); returns how
+    /// many were deleted.
+    async fn delete_user_sessions(&self, user_id: &str, keep: Option<&str>) -> StoreResult<u64>;
 }
 
 /// Groups, memberships and invitations.

@@ -33,8 +33,8 @@ pub use accounts::{accounts, bindings};
 pub use credentials::{credential_leases, credentials_swap};
 pub use enterprise::{
     audit_log, delete_enterprise_cascades, department, departments, enterprise,
-    enterprise_groups_and_pool, enterprise_member, enterprises, events, setup_enterprise,
-    usage_by_organization,
+    enterprise_groups_and_pool, enterprise_member, enterprises, events, role_invitations,
+    setup_enterprise, usage_by_organization,
 };
 pub use groups::{
     groups, invitations, invitations_concurrent, members, members_concurrent, members_limit,
@@ -42,7 +42,7 @@ pub use groups::{
 pub use keys::{delete_group_cascades, keys};
 pub use usage::{usage, usage_record};
 pub use usage_since::usage_since;
-pub use users::{ping, sessions, users};
+pub use users::{password_hash, ping, sessions, user_sessions, users};
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -54,7 +54,7 @@ use crate::binding::{Binding, BindingMode, BoundAccount};
 use crate::id::new_id;
 use crate::key::{KeyRecord, MemberKey, Service};
 use crate::limits::{KeyLimits, WindowAmounts};
-use crate::org::{Group, GroupRole, Invitation, Membership, Session, User};
+use crate::org::{Group, GroupRole, Invitation, InvitationTarget, Membership, Session, User};
 use crate::secret::Sealed;
 use crate::store::{Store, StoreError, StoreResult};
 use crate::usage::{Accuracy, Usage, UsageGroupBy, UsageQuery, UsageRecord, UsageScope};
@@ -64,6 +64,8 @@ pub async fn run_all<S: Store + ?Sized>(store: &S) {
     ping(store).await;
     users(store).await;
     sessions(store).await;
+    user_sessions(store).await;
+    password_hash(store).await;
     groups(store).await;
     members(store).await;
     members_limit(store).await;
@@ -78,6 +80,7 @@ pub async fn run_all<S: Store + ?Sized>(store: &S) {
     usage_since(store).await;
     enterprises(store).await;
     departments(store).await;
+    role_invitations(store).await;
     enterprise_groups_and_pool(store).await;
     delete_enterprise_cascades(store).await;
     audit_log(store).await;
@@ -213,10 +216,12 @@ pub fn invitation(group_id: &str, created_by: &str, max_uses: Option<u32>) -> In
     let now = now_ms();
     Invitation {
         id: new_id(),
-        group_id: group_id.to_owned(),
+        target: InvitationTarget::Group {
+            group_id: group_id.to_owned(),
+            role: GroupRole::Member,
+        },
         token_hash: MemberKey::generate("inv", "inv").hash().to_hex(),
         email: Some("invitee@example.test".into()),
-        role: GroupRole::Member,
         max_uses,
         uses: 0,
         expires_at: now + Duration::days(7),

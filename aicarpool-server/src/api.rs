@@ -26,6 +26,7 @@ pub mod keys;
 pub mod oauth;
 pub mod openapi;
 pub mod routing;
+pub mod throttle;
 pub mod usage;
 pub mod views;
 
@@ -34,6 +35,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/auth/register", post(auth::register))
         .route("/api/auth/login", post(auth::login))
         .route("/api/auth/logout", post(auth::logout))
+        .route("/api/auth/logout-all", post(auth::logout_all))
+        .route("/api/auth/password", post(auth::change_password))
         .route("/api/me", get(auth::me))
         .route("/api/groups", post(groups::create).get(groups::list))
         .route(

@@ -9,8 +9,10 @@ use std::time::Duration;
 use clap::Args;
 
 mod claude_oauth;
+mod sign_in;
 
 pub use claude_oauth::ClaudeOAuthArgs;
+pub use sign_in::SignInArgs;
 
 /// Everything `aicarpool serve` can be told.
 #[derive(Debug, Clone, Args)]
@@ -127,6 +129,11 @@ pub struct ServeConfig {
     /// Claude OAuth endpoints (`AICARPOOL_CLAUDE_OAUTH_*`).
     #[command(flatten)]
     pub claude_oauth: ClaudeOAuthArgs,
+
+    /// Sign-in and registration throttles (`AICARPOOL_LOGIN_*`,
+    /// `AICARPOOL_SIGNUPS_PER_ADDRESS_PER_HOUR`).
+    #[command(flatten)]
+    pub sign_in: SignInArgs,
 }
 
 impl ServeConfig {
@@ -179,6 +186,7 @@ impl ServeConfig {
             upstream_allow: parse_upstream_allow("127.0.0.0/8,::1").unwrap_or_default(),
             max_buffered_body_mb: 512,
             claude_oauth: ClaudeOAuthArgs::default(),
+            sign_in: SignInArgs::for_tests(),
         }
     }
 }

@@ -71,8 +71,10 @@ pub async fn build_state(config: ServeConfig) -> anyhow::Result<AppState> {
         sealer.clone(),
         config.claude_oauth.config().login_ttl,
     ));
+    let sign_in = Arc::new(api::throttle::SignInGuard::new(&config.sign_in));
     let state = AppState {
         oauth_logins,
+        sign_in,
         store,
         sealer,
         gateway,
@@ -112,7 +114,9 @@ pub async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+    // Connection info gives sign-in throttling the client's address.
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, service).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections, finishing open requests");
         let _ = signalled_tx.send(());

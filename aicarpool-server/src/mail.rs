@@ -52,7 +52,10 @@ impl fmt::Debug for Mailer {
 #[derive(Debug)]
 pub struct InvitationMail<'a> {
     pub to: &'a str,
-    pub group_name: &'a str,
+    /// The group's, enterprise's or department's name (the subject).
+    pub place_name: &'a str,
+    /// What joining gives, e.g. `the carpool group "x" as member`.
+    pub place: &'a str,
     pub inviter: &'a str,
     pub url: &'a str,
     pub expires_at: DateTime<Utc>,
@@ -79,11 +82,11 @@ impl Mailer {
             .parse()
             .map_err(|_| MailError::Address { field: "email" })?;
         let body = format!(
-            "Hello,\r\n\r\n{inviter} invites you to the carpool group \"{group}\" on AiCarpool.\r\n\r\n\
-             Open this link to join (it expires {expires}):\r\n\r\n{url}\r\n\r\n\
+            "Hello,\r\n\r\n{inviter} invites you to {place} on AiCarpool.\r\n\r\n\
+             Open this link to accept (it expires {expires}):\r\n\r\n{url}\r\n\r\n\
              If you did not expect this, ignore this mail.\r\n",
             inviter = one_line(mail.inviter),
-            group = one_line(mail.group_name),
+            place = one_line(mail.place),
             expires = mail.expires_at.format("%Y-%m-%d %H:%M UTC"),
             url = mail.url,
         );
@@ -92,7 +95,7 @@ impl Mailer {
             .to(to)
             .subject(format!(
                 "Invitation to {} on AiCarpool",
-                one_line(mail.group_name)
+                one_line(mail.place_name)
             ))
             .header(ContentType::TEXT_PLAIN)
             .body(body)

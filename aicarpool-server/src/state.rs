@@ -21,4 +21,6 @@ pub struct AppState {
     /// Claude sign-ins started and not yet finished (in Redis when
     /// several instances share one).
     pub oauth_logins: Arc<crate::api::oauth::Logins>,
+    /// Failed sign-ins and registrations counted per email and client.
+    pub sign_in: Arc<crate::api::throttle::SignInGuard>,
 }

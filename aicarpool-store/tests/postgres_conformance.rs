@@ -27,7 +27,7 @@ use sqlx::{Connection, Executor};
 const URL_VAR: &str = "AICARPOOL_TEST_POSTGRES_URL";
 
 /// The migrations under `migrations/postgres`.
-const MIGRATIONS: i64 = 3;
+const MIGRATIONS: i64 = 4;
 
 /// The server's URL, or `None` (after saying so) to skip the test.
 fn server_url() -> Option<String> {

@@ -45,7 +45,7 @@ impl Tables {
             return None;
         }
         self.memberships.retain(|m| m.group_id != id);
-        self.invitations.retain(|i| i.group_id != id);
+        self.invitations.retain(|i| i.target.group_id() != Some(id));
         self.bindings.remove(id);
         let (gone, kept) = std::mem::take(&mut self.keys)
             .into_iter()
@@ -121,6 +121,17 @@ impl UserStore for MemoryStore {
         Ok(self.t().users.len() as u64)
     }
 
+    async fn set_password_hash(&self, user_id: &str, password_hash: &str) -> StoreResult<()> {
+        let mut t = self.t();
+        let user = t
+            .users
+            .iter_mut()
+            .find(|u| u.id == user_id)
+            .ok_or(StoreError::NotFound)?;
+        password_hash.clone_into(&mut user.password_hash);
+        Ok(())
+    }
+
     async fn create_session(&self, session: &Session) -> StoreResult<()> {
         self.t()
             .sessions
@@ -135,6 +146,14 @@ impl UserStore for MemoryStore {
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
         self.t().sessions.remove(token_hash);
         Ok(())
+    }
+
+    async fn delete_user_sessions(&self, user_id: &str, keep: Option<&str>) -> StoreResult<u64> {
+        let mut t = self.t();
+        let before = t.sessions.len();
+        t.sessions
+            .retain(|hash, s| s.user_id != user_id || Some(hash.as_str()) == keep);
+        Ok((before - t.sessions.len()) as u64)
     }
 }
 

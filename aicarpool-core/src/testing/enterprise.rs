@@ -16,7 +16,7 @@ use crate::enterprise::{
     EnterpriseMember, EnterpriseRole,
 };
 use crate::id::new_id;
-use crate::org::{GroupRole, User};
+use crate::org::{GroupRole, Invitation, InvitationTarget, User};
 use crate::store::Store;
 use crate::usage::{UsageGroupBy, UsageQuery, UsageScope};
 
@@ -318,6 +318,21 @@ pub async fn delete_enterprise_cascades<S: Store + ?Sized>(store: &S) {
     store.create_key(&k).await.unwrap();
     let inv = invitation(&g.id, &owner.id, None);
     store.create_invitation(&inv).await.unwrap();
+    let to_enterprise = role_invitation(
+        &owner.id,
+        InvitationTarget::Enterprise {
+            enterprise_id: e.id.clone(),
+            role: EnterpriseRole::Owner,
+        },
+    );
+    let to_department = role_invitation(
+        &owner.id,
+        InvitationTarget::Department {
+            department_id: dept.id.clone(),
+        },
+    );
+    store.create_invitation(&to_enterprise).await.unwrap();
+    store.create_invitation(&to_department).await.unwrap();
     let pool = account(AccountOwner::Enterprise(e.id.clone()));
     let own = account(AccountOwner::Group(g.id.clone()));
     store.create_account(&pool).await.unwrap();
@@ -372,13 +387,17 @@ pub async fn delete_enterprise_cascades<S: Store + ?Sized>(store: &S) {
     assert_eq!(store.membership(&g.id, &member.id).await.unwrap(), None);
     assert_eq!(store.key(&k.id).await.unwrap(), None);
     assert_eq!(store.key_by_hash(&k.key_hash.unwrap()).await.unwrap(), None);
-    assert_eq!(
-        store
-            .invitation_by_token_hash(&inv.token_hash)
-            .await
-            .unwrap(),
-        None
-    );
+    for gone in [&inv, &to_enterprise, &to_department] {
+        assert_eq!(
+            store
+                .invitation_by_token_hash(&gone.token_hash)
+                .await
+                .unwrap(),
+            None,
+            "{} invitation left behind",
+            gone.target.kind()
+        );
+    }
     assert_eq!(store.account(&pool.id).await.unwrap(), None);
     assert_eq!(store.account(&own.id).await.unwrap(), None);
     assert_eq!(store.binding(&g.id).await.unwrap(), None);
@@ -399,6 +418,70 @@ pub async fn delete_enterprise_cascades<S: Store + ?Sized>(store: &S) {
     assert!(store.group(&outside.id).await.unwrap().is_some());
     assert!(store.user(&owner.id).await.unwrap().is_some());
     expect_not_found(store.delete_enterprise(&e.id).await, "delete twice");
+}
+
+/// A one-use invitation for a named address to `target`.
+fn role_invitation(created_by: &str, target: InvitationTarget) -> Invitation {
+    Invitation {
+        target,
+        max_uses: Some(1),
+        ..invitation(&new_id(), created_by, None)
+    }
+}
+
+/// Invitations to an enterprise role and to a department's administration
+/// round-trip with their target and use counting; a department's go with
+/// it.
+pub async fn role_invitations<S: Store + ?Sized>(store: &S) {
+    let (owner, e) = setup_enterprise(store).await;
+    let dept = department(&e.id, None);
+    store.create_department(&dept).await.unwrap();
+    let mut stored = Vec::new();
+    for role in [EnterpriseRole::Owner, EnterpriseRole::Admin] {
+        let target = InvitationTarget::Enterprise {
+            enterprise_id: e.id.clone(),
+            role,
+        };
+        stored.push(role_invitation(&owner.id, target));
+    }
+    let target = InvitationTarget::Department {
+        department_id: dept.id.clone(),
+    };
+    stored.push(role_invitation(&owner.id, target));
+    for inv in &stored {
+        store.create_invitation(inv).await.unwrap();
+        assert_eq!(
+            store
+                .invitation_by_token_hash(&inv.token_hash)
+                .await
+                .unwrap(),
+            Some(inv.clone())
+        );
+        let now = now_ms();
+        assert!(store.use_invitation(&inv.id, now).await.unwrap());
+        assert!(
+            !store.use_invitation(&inv.id, now).await.unwrap(),
+            "one use"
+        );
+        store.release_invitation_use(&inv.id).await.unwrap();
+        assert!(store.use_invitation(&inv.id, now).await.unwrap());
+    }
+
+    let department_invitation = stored.last().unwrap();
+    store.delete_department(&dept.id).await.unwrap();
+    assert_eq!(
+        store
+            .invitation_by_token_hash(&department_invitation.token_hash)
+            .await
+            .unwrap(),
+        None,
+        "a deleted department's invitations go with it"
+    );
+    assert!(store
+        .invitation_by_token_hash(&stored[0].token_hash)
+        .await
+        .unwrap()
+        .is_some());
 }
 
 fn audit_entry(enterprise_id: Option<&str>, group_id: Option<&str>) -> AuditEntry {

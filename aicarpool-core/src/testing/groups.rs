@@ -262,7 +262,10 @@ pub async fn invitations<S: Store + ?Sized>(store: &S) {
 
     let open = Invitation {
         email: None,
-        role: GroupRole::Admin,
+        target: InvitationTarget::Group {
+            group_id: g.id.clone(),
+            role: GroupRole::Admin,
+        },
         ..invitation(&g.id, &owner.id, None)
     };
     store.create_invitation(&open).await.unwrap();

@@ -55,3 +55,67 @@ pub async fn sessions<S: Store + ?Sized>(store: &S) {
     assert_eq!(store.session(&s.token_hash).await.unwrap(), None);
     store.delete_session(&s.token_hash).await.unwrap();
 }
+
+/// A user's sessions end together, all of them or all but one kept;
+/// another user's sessions stay.
+pub async fn user_sessions<S: Store + ?Sized>(store: &S) {
+    let (u, other) = (user(), user());
+    store.create_user(&u).await.unwrap();
+    store.create_user(&other).await.unwrap();
+    let now = now_ms();
+    let session = |user_id: &str| Session {
+        token_hash: MemberKey::generate("s", "s").hash().to_hex(),
+        user_id: user_id.to_owned(),
+        created_at: now,
+        expires_at: now + Duration::hours(12),
+    };
+    let (a, b, c) = (session(&u.id), session(&u.id), session(&u.id));
+    let theirs = session(&other.id);
+    for s in [&a, &b, &c, &theirs] {
+        store.create_session(s).await.unwrap();
+    }
+
+    let deleted = store
+        .delete_user_sessions(&u.id, Some(&a.token_hash))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2, "all but the kept one");
+    assert_eq!(store.session(&a.token_hash).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.session(&b.token_hash).await.unwrap(), None);
+    assert_eq!(store.session(&c.token_hash).await.unwrap(), None);
+    assert_eq!(
+        store.session(&theirs.token_hash).await.unwrap(),
+        Some(theirs.clone()),
+        "another user's session stays"
+    );
+
+    assert_eq!(store.delete_user_sessions(&u.id, None).await.unwrap(), 1);
+    assert_eq!(store.session(&a.token_hash).await.unwrap(), None);
+    assert_eq!(store.delete_user_sessions(&u.id, None).await.unwrap(), 0);
+    assert_eq!(
+        store.session(&theirs.token_hash).await.unwrap(),
+        Some(theirs)
+    );
+}
+
+/// A new password hash replaces the old one; an unknown user is `NotFound`.
+pub async fn password_hash<S: Store + ?Sized>(store: &S) {
+    let mut u = user();
+    store.create_user(&u).await.unwrap();
+    let replaced = "$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdA$bmV3aGFzaG5ld2hhc2g";
+    store.set_password_hash(&u.id, replaced).await.unwrap();
+    u.password_hash = replaced.to_owned();
+    assert_eq!(store.user(&u.id).await.unwrap(), Some(u.clone()));
+    assert_eq!(
+        store
+            .user_by_email(&u.email)
+            .await
+            .unwrap()
+            .map(|x| x.password_hash),
+        Some(replaced.to_owned())
+    );
+    assert!(matches!(
+        store.set_password_hash(&new_id(), replaced).await,
+        Err(StoreError::NotFound)
+    ));
+}

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 use super::caller::{new_session, Caller, SYSTEM_USER_EMAIL, SYSTEM_USER_ID};
 use super::input::{self, ValidJson};
+use super::throttle::ClientAddr;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -85,11 +86,23 @@ pub struct RegisterBody {
     pub name: String,
 }
 
+/// Words a password must not lean on: the email, its parts, the name.
+pub fn personal_words<'a>(email: &'a str, name: &'a str) -> Vec<&'a str> {
+    let mut words = vec![email, name];
+    words.extend(
+        email
+            .split(|c: char| !c.is_alphanumeric())
+            .chain(name.split_whitespace())
+            .filter(|w| w.chars().count() >= 3),
+    );
+    words
+}
+
 /// A validated new user (not yet stored).
 pub async fn new_user(body: &RegisterBody) -> ApiResult<User> {
     let email = input::email("email", &body.email)?;
-    input::password("password", &body.password)?;
     let name = input::name("name", &body.name)?;
+    input::password("password", &body.password, &personal_words(&email, &name))?;
     Ok(User {
         id: new_id(),
         email,
@@ -112,9 +125,12 @@ pub async fn create_user(state: &AppState, user: &User, taken: &str) -> ApiResul
 }
 
 #[utoipa::path(post, path = "/api/auth/register", tag = "identity",
-    responses((status = 201, description = "the new user and a session token")))]
+    responses((status = 201, description = "the new user and a session token"),
+        (status = 400, description = "`weak_password` (with why) or another invalid field"),
+        (status = 429, description = "`too_many_attempts`: too many registrations from this address; `retry-after`")))]
 pub async fn register(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     ValidJson(body): ValidJson<RegisterBody>,
 ) -> ApiResult<(StatusCode, Json<AuthAnswer>)> {
     if !state.config.allow_signup {
@@ -124,6 +140,9 @@ pub async fn register(
             "sign-up is disabled on this server; ask a group admin for an invitation",
         ));
     }
+    // Every attempt counts, refused ones too: a 409 tells whether an
+    // email is registered, so the quota also bounds that question.
+    state.sign_in.begin_signup(client)?;
     // Validate before the (slow) hash, and refuse a taken email early.
     let email = input::email("email", &body.email)?;
     if state.store.user_by_email(&email).await?.is_some() {
@@ -143,11 +162,17 @@ pub struct LoginBody {
 }
 
 #[utoipa::path(post, path = "/api/auth/login", tag = "identity",
-    responses((status = 200, description = "the user and a session token")))]
+    responses((status = 200, description = "the user and a session token"),
+        (status = 401, description = "wrong email or password"),
+        (status = 429, description = "`too_many_attempts`: the email or this address is locked after failed sign-ins, even for the right password; `retry-after`")))]
 pub async fn login(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     ValidJson(body): ValidJson<LoginBody>,
 ) -> ApiResult<Json<AuthAnswer>> {
+    // Before the lookup: a locked email answers alike whether or not it
+    // has an account, and costs no password check.
+    let attempt = state.sign_in.begin(&body.email, client)?;
     let user = state.store.user_by_email(body.email.trim()).await?;
     let ok = verify_password(
         body.password,
@@ -168,16 +193,21 @@ pub async fn login(
                 json!({"email": body.email.trim().to_lowercase(), "knownUser": other.is_some()}),
             )
             .await;
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_credentials",
-                "wrong email or password",
-            ));
+            return Err(wrong_credentials());
         }
     };
+    state.sign_in.succeeded(attempt);
     let token = new_session(&state, &user.id).await?;
     tracing::info!(user_id = %user.id, "user logged in");
     Ok(Json(AuthAnswer { user, token }))
+}
+
+fn wrong_credentials() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "wrong email or password",
+    )
 }
 
 #[utoipa::path(post, path = "/api/auth/logout", tag = "identity",
@@ -186,6 +216,89 @@ pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<
     if let Some(hash) = &caller.session_hash {
         state.store.delete_session(hash).await?;
     }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends every session of the caller, the one in use included.
+#[utoipa::path(post, path = "/api/auth/logout-all", tag = "identity",
+    responses((status = 204, description = "every session of the caller is revoked")))]
+pub async fn logout_all(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
+    let ended = state.store.delete_user_sessions(caller.id(), None).await?;
+    super::audit::record(
+        &state,
+        Some(caller.id()),
+        "auth.logged_out_everywhere",
+        ("user", caller.id()),
+        super::audit::Scope::System,
+        json!({"sessionsEnded": ended}),
+    )
+    .await;
+    tracing::info!(user_id = %caller.id(), ended, "all sessions ended");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    current: String,
+    new: String,
+}
+
+/// Sets a new password after checking the current one, and ends every
+/// other session of the caller: whoever learnt the old password is signed
+/// out, the caller stays signed in. A wrong current password counts as a
+/// failed sign-in.
+#[utoipa::path(post, path = "/api/auth/password", tag = "identity",
+    request_body(content = serde_json::Value, description = "{current, new}"),
+    responses((status = 204, description = "changed; the caller's other sessions are ended"),
+        (status = 400, description = "`weak_password`: the new password is refused, with why"),
+        (status = 401, description = "the current password is wrong"),
+        (status = 429, description = "`too_many_attempts`, with `retry-after`")))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    caller: Caller,
+    ValidJson(body): ValidJson<PasswordChange>,
+) -> ApiResult<StatusCode> {
+    input::password(
+        "new",
+        &body.new,
+        &personal_words(&caller.user.email, &caller.user.name),
+    )?;
+    let attempt = state.sign_in.begin(&caller.user.email, client)?;
+    if !verify_password(body.current, Some(caller.user.password_hash.clone())).await {
+        super::audit::record(
+            &state,
+            Some(caller.id()),
+            "auth.password_change_failed",
+            ("user", caller.id()),
+            super::audit::Scope::System,
+            json!({}),
+        )
+        .await;
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "the current password is wrong",
+        ));
+    }
+    state.sign_in.succeeded(attempt);
+    let hash = hash_password(body.new).await?;
+    state.store.set_password_hash(caller.id(), &hash).await?;
+    let ended = state
+        .store
+        .delete_user_sessions(caller.id(), caller.session_hash.as_deref())
+        .await?;
+    super::audit::record(
+        &state,
+        Some(caller.id()),
+        "auth.password_changed",
+        ("user", caller.id()),
+        super::audit::Scope::System,
+        json!({"otherSessionsEnded": ended}),
+    )
+    .await;
+    tracing::info!(user_id = %caller.id(), ended, "password changed");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -228,8 +341,14 @@ pub async fn bootstrap(state: &AppState) -> anyhow::Result<()> {
     if let (Some(email), Some(password), 0) = (&cfg.admin_email, &cfg.admin_password, real_users) {
         let email =
             input::email("AICARPOOL_ADMIN_EMAIL", email).map_err(|e| anyhow::anyhow!(e.message))?;
-        input::password("AICARPOOL_ADMIN_PASSWORD", password)
-            .map_err(|e| anyhow::anyhow!(e.message))?;
+        // A weak administrator password is refused at start, loudly: this
+        // account can do everything.
+        input::password(
+            "AICARPOOL_ADMIN_PASSWORD",
+            password,
+            &personal_words(&email, "Administrator"),
+        )
+        .map_err(|e| anyhow::anyhow!(e.message))?;
         let user = User {
             id: new_id(),
             email: email.clone(),

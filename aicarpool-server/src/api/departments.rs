@@ -6,11 +6,9 @@
 //! is deleted only when it has no sub-departments and no groups (move or
 //! delete them first), so nothing is orphaned silently.
 
-use aicarpool_core::enterprise::{
-    self, Budget, Department, DepartmentAdmin, MAX_DEPARTMENTS, MAX_DEPARTMENT_DEPTH,
-};
+use aicarpool_core::enterprise::{self, Budget, Department, MAX_DEPARTMENTS, MAX_DEPARTMENT_DEPTH};
 use aicarpool_core::id::new_id;
-use aicarpool_core::org::Group;
+use aicarpool_core::org::{Group, InvitationTarget};
 use aicarpool_core::store::StoreError;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -21,8 +19,9 @@ use serde_json::json;
 
 use super::audit::{self, Scope};
 use super::caller::{authorize, Action, Caller, Resource, Target};
-use super::enterprises::{budget_tokens, budget_usd, enterprise, forget_budgets, named_user};
+use super::enterprises::{budget_tokens, budget_usd, enterprise, forget_budgets};
 use super::input::{self, double_option, ValidJson};
+use super::invitations::{self, Invitee, Place};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -376,48 +375,39 @@ pub struct AdminRef {
     email: Option<String>,
 }
 
-/// Names a department admin (`{userId|email}`); the level above decides.
+/// Invites a department admin (`{userId|email}`); the level above
+/// decides, and the person becomes admin once they accept (see
+/// [`invitations::invite_person`]).
 #[utoipa::path(post, path = "/api/departments/{id}/admins", tag = "departments",
-    params(("id" = String, Path)), responses((status = 201, description = "the admin")))]
+    params(("id" = String, Path)),
+    request_body(content = serde_json::Value, description = "{userId|email}"),
+    responses((status = 202, description = "invited: `{invited, email|userId, role, expiresAt, url, token, emailSent}`, the same whether or not the email has an account"),
+        (status = 409, description = "the user already administers the department")))]
 pub async fn add_admin(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     ValidJson(body): ValidJson<AdminRef>,
-) -> ApiResult<(StatusCode, Json<PersonView>)> {
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let d = department(&state, &caller, &id, Action::Own).await?;
-    let user = named_user(&state, body.user_id.as_deref(), body.email.as_deref()).await?;
-    state
+    let invitee = Invitee::from_body(body.user_id.as_deref(), body.email.as_deref())?;
+    let e = state
         .store
-        .add_department_admin(&DepartmentAdmin {
-            department_id: d.id.clone(),
-            user_id: user.id.clone(),
-            added_at: Utc::now(),
-        })
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => {
-                ApiError::conflict("this user already administers the department")
-            }
-            other => other.into(),
-        })?;
-    audit::record(
+        .enterprise(&d.enterprise_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("department"))?;
+    let target = InvitationTarget::Department {
+        department_id: d.id.clone(),
+    };
+    invitations::invite_person(
         &state,
-        Some(caller.id()),
-        "member.role_changed",
-        ("user", &user.id),
-        Scope::Enterprise(&d.enterprise_id),
-        json!({"departmentId": d.id, "to": "department_admin", "email": user.email}),
+        &caller,
+        Place::Department(d, e),
+        target,
+        invitee,
+        "this user already administers the department",
     )
-    .await;
-    Ok((
-        StatusCode::CREATED,
-        Json(PersonView {
-            user_id: user.id,
-            email: user.email,
-            name: user.name,
-        }),
-    ))
+    .await
 }
 
 #[utoipa::path(delete, path = "/api/departments/{id}/admins/{user_id}", tag = "departments",

@@ -3,7 +3,7 @@
 
 use aicarpool_core::enterprise::{Budget, Enterprise, EnterpriseMember, EnterpriseRole};
 use aicarpool_core::id::{is_valid_id, new_id};
-use aicarpool_core::org::{GroupRole, User};
+use aicarpool_core::org::{GroupRole, InvitationTarget, User};
 use aicarpool_core::store::StoreError;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -16,6 +16,7 @@ use super::accounts::{self, CreateAccount};
 use super::audit::{self, Scope};
 use super::caller::{authorize, enterprise_role, Action, Caller, Resource, Target};
 use super::input::{self, double_option, ValidJson};
+use super::invitations::{self, Invitee, Place};
 use super::views::AccountView;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -351,33 +352,6 @@ pub struct PersonRef {
     role: Option<String>,
 }
 
-/// The user a body names; 400 naming the field when there is none.
-pub async fn named_user(
-    state: &AppState,
-    user_id: Option<&str>,
-    email: Option<&str>,
-) -> ApiResult<User> {
-    let found = match (user_id, email) {
-        (Some(id), _) => {
-            let bad = || ApiError::bad_request(format!("userId: no user `{id}`"));
-            if !is_valid_id(id) {
-                return Err(bad());
-            }
-            state.store.user(id).await?.ok_or_else(bad)?
-        }
-        (None, Some(e)) => {
-            let e = input::email("email", e)?;
-            state.store.user_by_email(&e).await?.ok_or_else(|| {
-                ApiError::bad_request(
-                    "email: no user with this address; they register or accept an invitation first",
-                )
-            })?
-        }
-        (None, None) => return Err(ApiError::bad_request("userId or email is required")),
-    };
-    Ok(found)
-}
-
 fn enterprise_role_field(v: Option<&str>) -> ApiResult<EnterpriseRole> {
     match v {
         None => Ok(EnterpriseRole::Admin),
@@ -386,48 +360,35 @@ fn enterprise_role_field(v: Option<&str>) -> ApiResult<EnterpriseRole> {
     }
 }
 
-/// Owners name owners and admins (`{userId|email, role}`).
+/// Owners invite owners and admins (`{userId|email, role}`): the person
+/// gets the role once they accept (see [`invitations::invite_person`]).
 #[utoipa::path(post, path = "/api/enterprises/{id}/members", tag = "enterprises",
-    params(("id" = String, Path)), responses((status = 201, description = "the member")))]
+    params(("id" = String, Path)),
+    request_body(content = serde_json::Value, description = "{userId|email, role: owner|admin}"),
+    responses((status = 202, description = "invited: `{invited, email|userId, role, expiresAt, url, token, emailSent}`, the same whether or not the email has an account"),
+        (status = 409, description = "the user already has a role in the enterprise")))]
 pub async fn add_member(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     ValidJson(body): ValidJson<PersonRef>,
-) -> ApiResult<(StatusCode, Json<EnterpriseMemberView>)> {
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let e = enterprise(&state, &caller, &id, Action::Own).await?;
     let role = enterprise_role_field(body.role.as_deref())?;
-    let user = named_user(&state, body.user_id.as_deref(), body.email.as_deref()).await?;
-    if state
-        .store
-        .enterprise_member(&e.id, &user.id)
-        .await?
-        .is_some()
-    {
-        return Err(ApiError::conflict(
-            "this user already has a role in the enterprise; PATCH it instead",
-        ));
-    }
-    let m = EnterpriseMember {
+    let invitee = Invitee::from_body(body.user_id.as_deref(), body.email.as_deref())?;
+    let target = InvitationTarget::Enterprise {
         enterprise_id: e.id.clone(),
-        user_id: user.id.clone(),
         role,
-        added_at: Utc::now(),
     };
-    state.store.put_enterprise_member(&m).await?;
-    audit::record(
+    invitations::invite_person(
         &state,
-        Some(caller.id()),
-        "member.added",
-        ("user", &user.id),
-        Scope::Enterprise(&e.id),
-        json!({"role": role.as_str(), "email": user.email}),
+        &caller,
+        Place::Enterprise(e),
+        target,
+        invitee,
+        "this user already has a role in the enterprise; PATCH it instead",
     )
-    .await;
-    Ok((
-        StatusCode::CREATED,
-        Json(EnterpriseMemberView::new(&m, &user)),
-    ))
+    .await
 }
 
 async fn existing_member(

@@ -136,20 +136,58 @@ pub fn email(field: &str, value: &str) -> ApiResult<String> {
     Ok(v)
 }
 
-/// Passwords: at least 8 characters; at most 1024 to bound hashing work.
-pub fn password(field: &str, value: &str) -> ApiResult<()> {
+/// Fewest characters of a password.
+pub const MIN_PASSWORD_CHARS: usize = 10;
+/// Most characters of a password, to bound hashing work.
+pub const MAX_PASSWORD_CHARS: usize = 1024;
+/// The zxcvbn score a password needs: an estimate of 10^10 guesses or
+/// more, which three common words reach and two words, or a word with
+/// digits, do not. (Below it zxcvbn rates nearly any 10 characters that
+/// match no known pattern as 10^8.)
+const MIN_PASSWORD_SCORE: zxcvbn::Score = zxcvbn::Score::Four;
+
+/// A password someone may set: 10 to 1024 characters and hard enough to
+/// guess by zxcvbn's estimate, which also counts `personal` words (the
+/// email, the name) as easy. A refusal is 400 `weak_password` saying why.
+pub fn password(field: &str, value: &str, personal: &[&str]) -> ApiResult<()> {
+    let weak = |why: String| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "weak_password",
+            format!("{field} is too weak: {why}"),
+        )
+    };
     let len = value.chars().count();
-    if len < 8 {
+    if len > MAX_PASSWORD_CHARS {
         return Err(ApiError::bad_request(format!(
-            "{field} must be at least 8 characters"
+            "{field} must be at most {MAX_PASSWORD_CHARS} characters"
         )));
     }
-    if len > 1024 {
-        return Err(ApiError::bad_request(format!(
-            "{field} must be at most 1024 characters"
+    if len < MIN_PASSWORD_CHARS {
+        return Err(weak(format!(
+            "it must be at least {MIN_PASSWORD_CHARS} characters; a few unrelated words make a good one"
         )));
     }
-    Ok(())
+    let estimate = zxcvbn::zxcvbn(value, personal);
+    if estimate.score() >= MIN_PASSWORD_SCORE {
+        return Ok(());
+    }
+    let feedback = estimate.feedback();
+    let mut why: Vec<String> = Vec::new();
+    if let Some(warning) = feedback.and_then(|f| f.warning()) {
+        why.push(warning.to_string());
+    }
+    why.extend(
+        feedback
+            .map(|f| f.suggestions())
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string),
+    );
+    if why.is_empty() {
+        why.push("it is easy to guess; add another word or two".to_owned());
+    }
+    Err(weak(why.join(" ")))
 }
 
 /// A list of short strings (model names, globs): at most `max_items`
@@ -224,6 +262,55 @@ mod tests {
         assert!(http_url("baseUrl", "https://").is_err());
         assert!(http_url("baseUrl", "x.io").is_err());
         assert!(url_with_schemes("proxy", "socks5://u:p@h:1080", &["socks5"]).is_ok());
+    }
+
+    #[test]
+    fn weak_passwords_are_refused_with_a_reason() {
+        for weak in [
+            "12345678",
+            "password",
+            "aaaaaaaa",
+            "        ",
+            "password123",
+            "1234567890",
+            "aaaaaaaaaaaa",
+            "qwertyuiop",
+            "passwordpassword",
+            "monkey banana",
+            "Summer2024!",
+        ] {
+            let e = password("password", weak, &[]).err();
+            let e = e.unwrap_or_else(|| panic!("`{weak}` was accepted"));
+            assert_eq!(e.code, "weak_password", "{weak}");
+            assert!(
+                e.message.len() > "password is too weak: ".len(),
+                "{}",
+                e.message
+            );
+        }
+        let short = password("password", "Xk9#", &[]).err().map(|e| e.message);
+        assert!(short.is_some_and(|m| m.contains("at least 10")));
+        for strong in [
+            "correct horse battery",
+            "correct horse battery staple",
+            "violet-tractor-umbrella",
+        ] {
+            assert!(password("password", strong, &[]).is_ok(), "{strong}");
+        }
+        assert!(password("password", &"x".repeat(1025), &[]).is_err());
+    }
+
+    #[test]
+    fn a_password_made_of_the_email_is_weak() {
+        let words = [
+            "margaret.hamilton@apollo.example",
+            "margaret",
+            "hamilton",
+            "apollo",
+        ];
+        let own_email = "margaret.hamilton@apollo.example";
+        assert!(password("password", own_email, &words).is_err());
+        assert!(password("password", own_email, &[]).is_ok());
     }
 
     #[test]

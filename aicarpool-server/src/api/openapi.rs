@@ -21,6 +21,8 @@ use utoipa::OpenApi;
         super::auth::register,
         super::auth::login,
         super::auth::logout,
+        super::auth::logout_all,
+        super::auth::change_password,
         super::auth::me,
         super::groups::create,
         super::groups::list,

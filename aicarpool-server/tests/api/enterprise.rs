@@ -29,6 +29,23 @@ pub(crate) async fn created(s: &TestServer, path: &str, token: &str, body: Value
     v
 }
 
+/// Accepts the invitation of a 202 answer as `token`'s user.
+pub(crate) async fn accept_invitation(s: &TestServer, invited: &Value, token: &str) -> Value {
+    let t = invited["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no invitation in {invited}"));
+    let (st, b) = s
+        .call(
+            Method::POST,
+            &format!("/api/invitations/{t}/accept"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    b
+}
+
 /// A member of `group` through an invitation; returns their session token.
 pub(crate) async fn join(
     s: &TestServer,
@@ -91,7 +108,7 @@ async fn enterprise_walkthrough_pool_serves_its_groups() {
     assert_eq!(tree[0]["name"], "Engineering");
     assert_eq!(tree[0]["children"][0]["id"], platform);
 
-    // A department admin for Engineering, named by email.
+    // A department admin for Engineering, invited by email; they accept.
     let (lead_id, lead) = s.register("lead@acme.test").await;
     let (st, body) = s
         .post(
@@ -100,7 +117,8 @@ async fn enterprise_walkthrough_pool_serves_its_groups() {
             json!({"email": "lead@acme.test"}),
         )
         .await;
-    assert_eq!(st, StatusCode::CREATED, "{body}");
+    assert_eq!(st, StatusCode::ACCEPTED, "{body}");
+    accept_invitation(&s, &body, &lead).await;
     let (st, body) = s
         .post(
             &format!("/api/departments/{eng}/admins"),
@@ -477,7 +495,8 @@ async fn bad_input_names_field_and_reason() {
         )
         .await;
     assert_error(st, &b, StatusCode::BAD_REQUEST, "below itself");
-    // Members: duplicate → 409, unknown email → 400, the last owner stays.
+    // Members: invited (an unknown email too), duplicate → 409, the last
+    // owner stays.
     let (st, b) = s
         .post(
             &format!("/api/enterprises/{eid}/members"),
@@ -485,8 +504,8 @@ async fn bad_input_names_field_and_reason() {
             json!({"email": "nobody@acme.test"}),
         )
         .await;
-    assert_error(st, &b, StatusCode::BAD_REQUEST, "email");
-    s.register("second@acme.test").await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{b}");
+    let (_, second) = s.register("second@acme.test").await;
     let (st, m) = s
         .post(
             &format!("/api/enterprises/{eid}/members"),
@@ -494,8 +513,10 @@ async fn bad_input_names_field_and_reason() {
             json!({"email": "second@acme.test"}),
         )
         .await;
-    assert_eq!(st, StatusCode::CREATED, "{m}");
+    assert_eq!(st, StatusCode::ACCEPTED, "{m}");
     assert_eq!(m["role"], "admin");
+    let joined = accept_invitation(&s, &m, &second).await;
+    assert_eq!(joined["enterpriseId"], eid);
     let (st, b) = s
         .post(
             &format!("/api/enterprises/{eid}/members"),

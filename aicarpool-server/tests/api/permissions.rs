@@ -17,7 +17,7 @@ use aicarpool_core::enterprise::{
 };
 use aicarpool_core::id::new_id;
 use aicarpool_core::key::{KeyRecord, MemberKey, Service};
-use aicarpool_core::org::{Group, GroupRole, Invitation, Membership, User};
+use aicarpool_core::org::{Group, GroupRole, Invitation, InvitationTarget, Membership, User};
 use aicarpool_server::api::caller::{new_session, random_token, sha256_hex};
 use chrono::{Duration, Utc};
 use reqwest::{Method, StatusCode};
@@ -272,10 +272,12 @@ pub async fn universe(s: &TestServer, hash: &str) -> Universe {
     store
         .create_invitation(&Invitation {
             id: new_id(),
-            group_id: g.id.clone(),
+            target: InvitationTarget::Group {
+                group_id: g.id.clone(),
+                role: GroupRole::Member,
+            },
             token_hash: sha256_hex(&token),
             email: None,
-            role: GroupRole::Member,
             max_uses: None,
             uses: 0,
             expires_at: now + Duration::days(1),

@@ -14,7 +14,9 @@ use aicarpool_core::enterprise::{
     EnterpriseRole,
 };
 use aicarpool_core::key::{KeyHash, KeyRecord};
-use aicarpool_core::org::{Group, GroupRole, Invitation, Membership, Session, User};
+use aicarpool_core::org::{
+    Group, GroupRole, Invitation, InvitationTarget, Membership, Session, User,
+};
 use aicarpool_core::secret::Sealed;
 use aicarpool_core::store::StoreResult;
 use aicarpool_core::usage::{UsageReport, UsageRow, UsageTotals};
@@ -80,16 +82,44 @@ pub(crate) fn membership_row<R: ReadRow>(row: &R) -> StoreResult<Membership> {
     })
 }
 
-pub(crate) const INVITATION_COLS: &str = "id, group_id, token_hash, email, role, max_uses, uses, \
-                                          expires_at, created_by, created_at";
+pub(crate) const INVITATION_COLS: &str =
+    "id, group_id, enterprise_id, department_id, token_hash, email, role, max_uses, uses, \
+     expires_at, created_by, created_at";
+
+/// The `(group_id, enterprise_id, department_id)` columns of a target:
+/// exactly one is set.
+pub(crate) fn invitation_target_ids(
+    target: &InvitationTarget,
+) -> (Option<&str>, Option<&str>, Option<&str>) {
+    match target {
+        InvitationTarget::Group { group_id, .. } => (Some(group_id), None, None),
+        InvitationTarget::Enterprise { enterprise_id, .. } => (None, Some(enterprise_id), None),
+        InvitationTarget::Department { department_id } => (None, None, Some(department_id)),
+    }
+}
 
 pub(crate) fn invitation_row<R: ReadRow>(row: &R) -> StoreResult<Invitation> {
+    let target = match (
+        row.opt_text("group_id")?,
+        row.opt_text("enterprise_id")?,
+        row.opt_text("department_id")?,
+    ) {
+        (Some(group_id), None, None) => InvitationTarget::Group {
+            group_id,
+            role: role(row, "role")?,
+        },
+        (None, Some(enterprise_id), None) => InvitationTarget::Enterprise {
+            enterprise_id,
+            role: enterprise_role(row, "role")?,
+        },
+        (None, None, Some(department_id)) => InvitationTarget::Department { department_id },
+        _ => return Err(corrupt("invitation target")),
+    };
     Ok(Invitation {
         id: row.text("id")?,
-        group_id: row.text("group_id")?,
+        target,
         token_hash: row.text("token_hash")?,
         email: row.opt_text("email")?,
-        role: role(row, "role")?,
         max_uses: row.opt_int("max_uses")?,
         uses: row.int("uses")?,
         expires_at: row.time("expires_at")?,

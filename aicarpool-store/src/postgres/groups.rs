@@ -11,7 +11,8 @@ use super::codec::{db_err, json, ms, wide};
 use super::keys::KEY_COLS;
 use super::{affected, PostgresStore};
 use crate::codec::rows::{
-    group_row, invitation_row, key_row, membership_row, role, user_row, INVITATION_COLS,
+    group_row, invitation_row, invitation_target_ids, key_row, membership_row, role, user_row,
+    INVITATION_COLS,
 };
 
 pub(super) const GROUP_COLS: &str =
@@ -216,16 +217,19 @@ impl GroupStore for PostgresStore {
     }
 
     async fn create_invitation(&self, invitation: &Invitation) -> StoreResult<()> {
+        let (group_id, enterprise_id, department_id) = invitation_target_ids(&invitation.target);
         sqlx::query(
-            "INSERT INTO invitations (id, group_id, token_hash, email, role, max_uses, uses,
-                 expires_at, created_by, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO invitations (id, group_id, enterprise_id, department_id, token_hash,
+                 email, role, max_uses, uses, expires_at, created_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&invitation.id)
-        .bind(&invitation.group_id)
+        .bind(group_id)
+        .bind(enterprise_id)
+        .bind(department_id)
         .bind(&invitation.token_hash)
         .bind(&invitation.email)
-        .bind(invitation.role.as_str())
+        .bind(invitation.target.role_str())
         .bind(invitation.max_uses.map(wide))
         .bind(wide(invitation.uses))
         .bind(ms(invitation.expires_at))

@@ -10,7 +10,8 @@ use super::codec::{db_err, json, ms};
 use super::keys::KEY_COLS;
 use super::{affected, SqliteStore};
 use crate::codec::rows::{
-    group_row, invitation_row, key_row, membership_row, role, user_row, INVITATION_COLS,
+    group_row, invitation_row, invitation_target_ids, key_row, membership_row, role, user_row,
+    INVITATION_COLS,
 };
 
 // Aliased: SQLite only promises result names for columns given `AS`.
@@ -217,16 +218,19 @@ impl GroupStore for SqliteStore {
     }
 
     async fn create_invitation(&self, invitation: &Invitation) -> StoreResult<()> {
+        let (group_id, enterprise_id, department_id) = invitation_target_ids(&invitation.target);
         sqlx::query(
-            "INSERT INTO invitations (id, group_id, token_hash, email, role, max_uses, uses,
-                 expires_at, created_by, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO invitations (id, group_id, enterprise_id, department_id, token_hash,
+                 email, role, max_uses, uses, expires_at, created_by, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&invitation.id)
-        .bind(&invitation.group_id)
+        .bind(group_id)
+        .bind(enterprise_id)
+        .bind(department_id)
         .bind(&invitation.token_hash)
         .bind(&invitation.email)
-        .bind(invitation.role.as_str())
+        .bind(invitation.target.role_str())
         .bind(invitation.max_uses)
         .bind(invitation.uses)
         .bind(ms(invitation.expires_at))

@@ -5,7 +5,7 @@ use aicarpool_core::store::{StoreResult, UserStore};
 use async_trait::async_trait;
 
 use super::codec::{db_err, ms};
-use super::SqliteStore;
+use super::{affected, SqliteStore};
 use crate::codec::rows::{session_row, user_row, USER_COLS};
 
 #[async_trait]
@@ -47,6 +47,16 @@ impl UserStore for SqliteStore {
         Ok(u64::try_from(n).unwrap_or_default())
     }
 
+    async fn set_password_hash(&self, user_id: &str, password_hash: &str) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(password_hash)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        affected(done)
+    }
+
     async fn create_session(&self, session: &Session) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO sessions (token_hash, user_id, created_at, expires_at)
@@ -83,5 +93,16 @@ impl UserStore for SqliteStore {
             .await
             .map_err(db_err)?;
         Ok(())
+    }
+
+    async fn delete_user_sessions(&self, user_id: &str, keep: Option<&str>) -> StoreResult<u64> {
+        // `IS NOT` holds against NULL too, so no `keep` deletes them all.
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = ? AND token_hash IS NOT ?")
+            .bind(user_id)
+            .bind(keep)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected())
     }
 }

@@ -9,7 +9,7 @@ use crate::enterprise::{
     EnterpriseMember, EnterpriseRole,
 };
 use crate::key::KeyRecord;
-use crate::org::{Group, User};
+use crate::org::{Group, InvitationTarget, User};
 use crate::store::{AuditStore, EnterpriseStore, StoreError, StoreResult};
 use crate::usage::UsageScope;
 
@@ -117,6 +117,11 @@ impl EnterpriseStore for MemoryStore {
         t.ent
             .department_admins
             .retain(|a| !departments.contains(&a.department_id));
+        t.invitations.retain(|i| match &i.target {
+            InvitationTarget::Enterprise { enterprise_id, .. } => enterprise_id != id,
+            InvitationTarget::Department { department_id } => !departments.contains(department_id),
+            InvitationTarget::Group { .. } => true,
+        });
         t.ent.events.retain(|e| e.enterprise_id != id);
         let groups: Vec<String> = t
             .groups
@@ -287,6 +292,9 @@ impl EnterpriseStore for MemoryStore {
             return Err(StoreError::NotFound);
         }
         t.ent.department_admins.retain(|a| a.department_id != id);
+        t.invitations.retain(|i| {
+            !matches!(&i.target, InvitationTarget::Department { department_id } if department_id == id)
+        });
         Ok(())
     }
 

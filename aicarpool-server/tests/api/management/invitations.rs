@@ -232,10 +232,12 @@ async fn invitation_expired_and_email_restricted() {
         .store
         .create_invitation(&Invitation {
             id: aicarpool_core::id::new_id(),
-            group_id: g.clone(),
+            target: aicarpool_core::org::InvitationTarget::Group {
+                group_id: g.clone(),
+                role: GroupRole::Member,
+            },
             token_hash: sha256_hex(token),
             email: None,
-            role: GroupRole::Member,
             max_uses: None,
             uses: 0,
             expires_at: now - Duration::minutes(1),

@@ -62,6 +62,28 @@ pub fn rows() -> Vec<Row> {
             },
         },
         Row {
+            method: Method::POST,
+            route: "/api/auth/logout-all",
+            note: "",
+            own: "UAAAAAAAA",
+            other: "UAAAAAAAA",
+            call: |_u| Call {
+                path: "/api/auth/logout-all".into(),
+                body: None,
+            },
+        },
+        Row {
+            method: Method::POST,
+            route: "/api/auth/password",
+            note: "the admin token's user has no password",
+            own: "UUAAAAAAA",
+            other: "UUAAAAAAA",
+            call: |_u| Call {
+                path: "/api/auth/password".into(),
+                body: Some(json!({"current": PASSWORD, "new": "tangerine lighthouse orbit"})),
+            },
+        },
+        Row {
             method: Method::GET,
             route: "/api/me",
             note: "",
