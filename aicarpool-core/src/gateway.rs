@@ -35,7 +35,7 @@ use moka::sync::Cache;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::account::Account;
+use crate::account::{Account, Protocol};
 use crate::key::{KeyHash, KeyRecord};
 use crate::limit::{InMemoryLimiter, Limiter, StoreBaseline};
 use crate::oauth::{
@@ -381,23 +381,27 @@ impl Gateway {
         B: http_body::Body<Data = Bytes>,
         B::Error: std::fmt::Display,
     {
-        let (parts, body) = req.into_parts();
+        let started = Instant::now();
+        let (mut parts, body) = req.into_parts();
         let protocol = paths::protocol_of(parts.uri.path());
-        // Unknown paths and methods are refused by `handle`, key or not;
-        // a loop is refused before its key costs a lookup.
-        if paths::route(&parts.method, parts.uri.path()).is_ok() {
-            if let Err(e) = hops::next_hop(&parts.headers, &self.inner.deployment) {
-                return e.into_response(protocol);
-            }
-            if let Err(e) = self.inner.authenticate(&parts.headers, &parts.uri).await {
-                return e.into_response(protocol);
-            }
+        // Unknown paths and methods are refused before anything is read, a
+        // loop before its key costs a lookup, a stranger before the body.
+        let route = match paths::route(&parts.method, parts.uri.path()) {
+            Ok(r) => r,
+            Err(no) => return paths::refusal(no, protocol),
+        };
+        if let Err(e) = self.inner.mark_hop(&mut parts.headers) {
+            return e.into_response(protocol);
+        }
+        if let Err(e) = self.inner.authenticate(&parts.headers, &parts.uri).await {
+            return e.into_response(protocol);
         }
         let (bytes, hold) = match self.inner.intake.read(&parts.headers, body).await {
             Ok(read) => read,
             Err(e) => return e.into_response(protocol),
         };
-        let response = self.handle(http::Request::from_parts(parts, bytes)).await;
+        let req = http::Request::from_parts(parts, bytes);
+        let response = self.dispatch(route, protocol, req, started).await;
         // The answer has started: the gateway no longer holds the body.
         drop(hold);
         response
@@ -407,20 +411,27 @@ impl Gateway {
     /// [`AI_PROXY_PREFIX`] the Gemini and OpenAI APIs. Errors are written
     /// in the protocol of the path.
     pub async fn handle(&self, mut req: http::Request<Bytes>) -> http::Response<GatewayBody> {
-        use paths::DataRoute;
         let started = Instant::now();
         let protocol = paths::protocol_of(req.uri().path());
         let route = match paths::route(req.method(), req.uri().path()) {
             Ok(r) => r,
             Err(no) => return paths::refusal(no, protocol),
         };
-        // The upstream call carries the mark on (providers forward it).
-        match hops::next_hop(req.headers(), &self.inner.deployment) {
-            Ok(mark) => {
-                req.headers_mut().insert(hops::HOP_HEADER, mark);
-            }
-            Err(e) => return e.into_response(protocol),
+        if let Err(e) = self.inner.mark_hop(req.headers_mut()) {
+            return e.into_response(protocol);
         }
+        self.dispatch(route, protocol, req, started).await
+    }
+
+    /// A routed, hop-marked request to its protocol's handler.
+    async fn dispatch(
+        &self,
+        route: paths::DataRoute,
+        protocol: Protocol,
+        req: http::Request<Bytes>,
+        started: Instant,
+    ) -> http::Response<GatewayBody> {
+        use paths::DataRoute;
         let inner = &self.inner;
         let served = match route {
             DataRoute::Messages(endpoint) => messages::serve(inner, endpoint, req, started).await,
@@ -537,6 +548,14 @@ impl Gateway {
 }
 
 impl Inner {
+    /// Refuses a request that looped or passed too many gateways, else
+    /// puts the mark its upstream call carries on (providers forward it).
+    fn mark_hop(&self, headers: &mut http::HeaderMap) -> Result<(), GatewayError> {
+        let mark = hops::next_hop(headers, &self.deployment)?;
+        headers.insert(hops::HOP_HEADER, mark);
+        Ok(())
+    }
+
     fn in_flight_counter(&self, account_id: &str) -> Arc<AtomicU32> {
         let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(account_id.to_owned()).or_default().clone()
