@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 
 use crate::limits::KeyLimits;
 use crate::store::UsageStore;
-use crate::usage::{Usage, UsageScope, UsageWriter};
+use crate::usage::{RefusalReason, Usage, UsageScope, UsageWriter};
 
 mod calendar;
 mod memory;
@@ -189,6 +189,19 @@ pub struct Refusal {
     /// Used, in flight included, when refused (micro-USD for cost).
     pub used: u64,
     pub retry_after: Option<Duration>,
+}
+
+impl Refusal {
+    /// The reason the refusal gives the client and the request log.
+    pub fn reason(&self) -> RefusalReason {
+        // As the messages name them: a token quota, a cost budget.
+        match self.kind {
+            LimitKind::RequestsPerMinute | LimitKind::TokensPerMinute => RefusalReason::RateLimit,
+            LimitKind::Concurrency => RefusalReason::Concurrency,
+            LimitKind::Tokens(_) => RefusalReason::Quota,
+            LimitKind::Cost(_) => RefusalReason::Budget,
+        }
+    }
 }
 
 impl fmt::Display for Refusal {

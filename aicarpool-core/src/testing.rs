@@ -57,7 +57,9 @@ use crate::limits::{KeyLimits, WindowAmounts};
 use crate::org::{Group, GroupRole, Invitation, InvitationTarget, Membership, Session, User};
 use crate::secret::Sealed;
 use crate::store::{Store, StoreError, StoreResult};
-use crate::usage::{Accuracy, Usage, UsageGroupBy, UsageQuery, UsageRecord, UsageScope};
+use crate::usage::{
+    Accuracy, RefusalReason, Usage, UsageGroupBy, UsageQuery, UsageRecord, UsageScope,
+};
 
 /// Runs every check of the suite, one area after the other.
 pub async fn run_all<S: Store + ?Sized>(store: &S) {

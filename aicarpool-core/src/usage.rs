@@ -61,6 +61,49 @@ impl Accuracy {
     }
 }
 
+/// Why the gateway itself refused a request (not an upstream's answer):
+/// the `x-aicarpool-refusal` header's value and the request log's
+/// `refusal` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum RefusalReason {
+    /// A requests- or tokens-per-minute limit.
+    RateLimit,
+    /// A token or cost quota of a key, a member or a group.
+    Quota,
+    /// A department's or an enterprise's budget.
+    Budget,
+    /// A concurrency limit.
+    Concurrency,
+    /// The member used more than their share of a subscription's window.
+    FairShare,
+}
+
+impl RefusalReason {
+    pub const ALL: [RefusalReason; 5] = [
+        RefusalReason::RateLimit,
+        RefusalReason::Quota,
+        RefusalReason::Budget,
+        RefusalReason::Concurrency,
+        RefusalReason::FairShare,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalReason::RateLimit => "rate-limit",
+            RefusalReason::Quota => "quota",
+            RefusalReason::Budget => "budget",
+            RefusalReason::Concurrency => "concurrency",
+            RefusalReason::FairShare => "fair-share",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
 /// One request, as recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -80,6 +123,20 @@ pub struct UsageRecord {
     /// HTTP status the client saw.
     pub status: u16,
     pub accuracy: Accuracy,
+    /// The model the account was sent, when it differs from `model`
+    /// (a model map or a translation chose it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_model: Option<String>,
+    /// Set when the gateway refused the request itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<RefusalReason>,
+    /// Time until the answer's head was ready for the client; `None` when
+    /// no upstream answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttfb_ms: Option<u64>,
+    /// Upstream accounts tried, the one that answered included.
+    #[serde(default)]
+    pub attempts: u32,
 }
 
 impl UsageRecord {
@@ -102,6 +159,9 @@ impl UsageRecord {
         }
         if let Some(a) = &mut self.account_id {
             clip_owned(a, MAX_ID_LEN);
+        }
+        if let Some(m) = &mut self.served_model {
+            clip_owned(m, MAX_MODEL_LEN);
         }
         self
     }

@@ -106,6 +106,12 @@ async fn model_map_rewrites_only_the_model() {
         1,
     );
     assert_eq!(std::str::from_utf8(&got.body).unwrap(), expected);
+    let records = h.records().await;
+    assert_eq!(records[0].model, "claude-opus-4-8");
+    assert_eq!(
+        records[0].served_model.as_deref(),
+        Some("kimi-k2-0905-preview")
+    );
 }
 
 #[tokio::test]
@@ -145,6 +151,8 @@ async fn fails_over_on_429_529_5xx_and_connect_errors() {
             records[0].account_id.as_deref(),
             Some(h.account_ids[1].as_str())
         );
+        assert_eq!(records[0].attempts, 2, "{first:?}");
+        assert_eq!(records[0].served_model, None, "no map, no served model");
     }
 }
 
@@ -170,6 +178,11 @@ async fn all_rate_limited_answers_429_with_the_soonest_retry() {
     assert_eq!(v["error"]["type"], "rate_limit_error");
     let records = h.records().await;
     assert_eq!(records[0].status, 429, "the refusal is counted as an error");
+    assert_eq!(
+        (records[0].refusal, records[0].attempts),
+        (None, 2),
+        "the accounts refused, not the gateway"
+    );
     assert_eq!(
         records[0].account_id.as_deref(),
         Some(h.account_ids[1].as_str())

@@ -16,7 +16,7 @@ use aicarpool_core::limit::{
 use aicarpool_core::limits::KeyLimits;
 use aicarpool_core::pricing::Pricing;
 use aicarpool_core::secret::{MasterKey, Sealer};
-use aicarpool_core::usage::{UsageQuery, UsageScope};
+use aicarpool_core::usage::{RefusalReason, UsageQuery, UsageScope};
 use aicarpool_testkit::Behavior;
 use chrono::{DateTime, Utc};
 use http_body_util::BodyExt;
@@ -158,9 +158,19 @@ async fn requests_per_minute_are_exact_at_the_boundary() {
     let refused = t.send(0, &req).await;
     assert_eq!(refused.status, 429);
     assert_eq!(refused.header("retry-after"), Some("10"));
+    assert_eq!(refused.header("x-aicarpool-refusal"), Some("rate-limit"));
     let records = t.records().await;
     assert_eq!(records.iter().filter(|r| r.status == 200).count(), 4);
     assert_eq!(records.iter().filter(|r| r.status == 429).count(), 2);
+    for r in &records {
+        if r.status == 429 {
+            assert_eq!(r.refusal, Some(RefusalReason::RateLimit), "{r:?}");
+            assert_eq!((r.attempts, r.ttfb_ms), (0, None), "{r:?}");
+        } else {
+            assert_eq!((r.refusal, r.attempts), (None, 1), "{r:?}");
+            assert!(r.ttfb_ms.is_some_and(|t| t <= r.latency_ms), "{r:?}");
+        }
+    }
     assert_eq!(
         t.mock.hits(),
         4,
@@ -203,6 +213,7 @@ async fn member_limits_stack_across_keys_in_the_member_time_zone() {
     let m = refused.error_message();
     assert!(m.contains("your keys in this group"), "{m}");
     assert!(m.contains("tokens.daily = 300 (337 used"), "{m}");
+    assert_eq!(refused.header("x-aicarpool-refusal"), Some("quota"));
     assert_eq!(refused.header("retry-after"), Some("64800"));
     // 23:59:59 in Shanghai: still the same day.
     clock.set(at("2026-03-11T15:59:59Z"));
@@ -230,6 +241,7 @@ async fn group_budget_caps_every_key_and_names_the_group() {
     let m = refused.error_message();
     assert!(m.contains("monthly budget of this group"), "{m}");
     assert!(m.contains("costUsd.monthly = $0.003000"), "{m}");
+    assert_eq!(refused.header("x-aicarpool-refusal"), Some("budget"));
     let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
     assert!(
         retry > 0 && retry <= 31 * 86_400,
@@ -259,6 +271,7 @@ async fn concurrency_lease_is_freed_when_the_client_leaves() {
     let refused = t.send(0, &body(16, false, 10)).await;
     assert_eq!(refused.status, 429);
     assert!(refused.error_message().contains("concurrency = 1"));
+    assert_eq!(refused.header("x-aicarpool-refusal"), Some("concurrency"));
     assert_eq!(refused.header("retry-after"), Some("1"));
 
     // The client disconnects after the first event; the upstream is

@@ -120,6 +120,7 @@ impl Inner {
             AdmitError::Refused(r) => GatewayError::RateLimited {
                 message: r.to_string(),
                 retry_after: r.retry_after,
+                refusal: Some(r.reason()),
             },
             AdmitError::Unavailable(m) => {
                 GatewayError::Unavailable(format!("limits cannot be checked right now: {m}"))

@@ -84,6 +84,7 @@ pub(super) async fn dispatch(
             continue;
         };
         attempts += 1;
+        ctx.count_attempt();
         last_account = Some(account_id.to_owned());
         let attempt_started = Instant::now();
         let call = leg.send(inner, ctx, &candidate.account);

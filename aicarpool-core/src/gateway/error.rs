@@ -8,6 +8,11 @@ use http_body_util::{BodyExt, Full};
 
 use super::{BodyError, GatewayBody};
 use crate::account::Protocol;
+use crate::usage::RefusalReason;
+
+/// Names the gateway's own refusals (see [`RefusalReason`]), so a client or
+/// script can tell a member limit from an upstream's 429.
+pub const REFUSAL_HEADER: &str = "x-aicarpool-refusal";
 
 /// Why the gateway answers with an error instead of an upstream response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +37,9 @@ pub enum GatewayError {
     RateLimited {
         message: String,
         retry_after: Option<Duration>,
+        /// Set when the gateway's own limit refused, `None` when the
+        /// upstream accounts did.
+        refusal: Option<RefusalReason>,
     },
     /// 529: every candidate is overloaded or saturated.
     #[error("{0}")]
@@ -56,6 +64,14 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
+    /// Why the gateway refused, when it was its own limit.
+    pub fn refusal(&self) -> Option<RefusalReason> {
+        match self {
+            GatewayError::RateLimited { refusal, .. } => *refusal,
+            _ => None,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             GatewayError::Authentication(_) => StatusCode::UNAUTHORIZED,
@@ -120,6 +136,10 @@ impl GatewayError {
             GatewayError::Busy => Some(Duration::from_secs(1)),
             _ => None,
         };
+        if let Some(reason) = self.refusal() {
+            resp.headers_mut()
+                .insert(REFUSAL_HEADER, HeaderValue::from_static(reason.as_str()));
+        }
         if let Some(wait) = retry_after {
             // Round up: retrying a moment early only earns another refusal.
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -178,15 +198,31 @@ mod tests {
         let e = GatewayError::RateLimited {
             message: "slow down".into(),
             retry_after: Some(Duration::from_millis(2500)),
+            refusal: Some(RefusalReason::Quota),
         };
         let resp = e.into_response(Protocol::Anthropic);
         assert_eq!(resp.status(), 429);
         assert_eq!(resp.headers()["retry-after"], "3");
+        assert_eq!(resp.headers()[REFUSAL_HEADER], "quota");
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["type"], "error");
         assert_eq!(v["error"]["type"], "rate_limit_error");
         assert_eq!(v["error"]["message"], "slow down");
+    }
+
+    #[test]
+    fn an_upstream_429_names_no_refusal_of_the_gateway() {
+        let e = GatewayError::RateLimited {
+            message: "every account is rate limited".into(),
+            retry_after: None,
+            refusal: None,
+        };
+        assert!(e
+            .into_response(Protocol::Openai)
+            .headers()
+            .get(REFUSAL_HEADER)
+            .is_none());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -105,9 +106,21 @@ pub(super) struct RequestContext {
     /// The member-limit permit, until the relay takes it into the
     /// settlement; released on drop if the request ends without an answer.
     permit: Mutex<Option<Permit>>,
+    /// Upstream accounts tried so far, for the usage record.
+    attempts: AtomicU32,
 }
 
 impl RequestContext {
+    /// Counts one more upstream account tried.
+    pub(super) fn count_attempt(&self) {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Upstream accounts tried so far.
+    pub(super) fn attempts(&self) -> u32 {
+        self.attempts.load(Ordering::Relaxed)
+    }
+
     /// Takes the member-limit permit (once) for settlement.
     pub(super) fn take_permit(&self) -> Option<Permit> {
         self.permit.lock().unwrap_or_else(|e| e.into_inner()).take()
@@ -156,7 +169,7 @@ pub(super) async fn serve(
         Err(e) => {
             if path.metered {
                 inner
-                    .record_failure(&key, failed(&e, None, ""), started)
+                    .record_failure(&key, failed(&e, None, "", 0), started)
                     .await;
             }
             return Err(e);
@@ -167,7 +180,7 @@ pub(super) async fn serve(
         match inner.admit_limits(&key, reserve).await {
             Ok(p) => Some(p),
             Err(e) => {
-                let f = failed(&e, None, &inbound.model);
+                let f = failed(&e, None, &inbound.model, 0);
                 inner.record_failure(&key, f, started).await;
                 return Err(e);
             }
@@ -187,12 +200,13 @@ pub(super) async fn serve(
         body,
         session: inbound.session,
         permit: Mutex::new(permit),
+        attempts: AtomicU32::new(0),
     };
     match dispatch::dispatch(inner, &ctx, &*inbound.wire).await {
         Ok(resp) => Ok(resp),
         Err((e, account_id)) => {
             if path.metered {
-                let f = failed(&e, account_id, &ctx.model);
+                let f = failed(&e, account_id, &ctx.model, ctx.attempts());
                 inner.record_failure(&ctx.key, f, started).await;
             }
             Err(e)
@@ -241,13 +255,20 @@ pub(super) struct Failed<'a> {
     pub error: &'a GatewayError,
     pub account_id: Option<String>,
     pub model: &'a str,
+    pub attempts: u32,
 }
 
-fn failed<'a>(error: &'a GatewayError, account_id: Option<String>, model: &'a str) -> Failed<'a> {
+fn failed<'a>(
+    error: &'a GatewayError,
+    account_id: Option<String>,
+    model: &'a str,
+    attempts: u32,
+) -> Failed<'a> {
     Failed {
         error,
         account_id,
         model,
+        attempts,
     }
 }
 
@@ -259,7 +280,7 @@ impl Inner {
         failed: Failed<'_>,
         started: Instant,
     ) {
-        self.record(
+        let mut record = self.usage_record(
             key,
             failed.model,
             failed.model,
@@ -268,8 +289,10 @@ impl Inner {
             failed.error.status().as_u16(),
             Accuracy::Exact,
             started,
-        )
-        .await;
+        );
+        record.refusal = failed.error.refusal();
+        record.attempts = failed.attempts;
+        self.queue_record(record).await;
     }
 }
 

@@ -61,6 +61,7 @@ pub(super) fn refusal(tally: &Tally, last: Option<&str>, out_of_time: bool) -> G
         Some(Verdict::RateLimited { retry_after }) => GatewayError::RateLimited {
             message: detail("every account of this group is rate limited"),
             retry_after: retry_after.map(|d| d.min(MAX_CLIENT_RETRY_AFTER)),
+            refusal: None,
         },
         Some(Verdict::Overloaded) => GatewayError::Overloaded(detail(
             "the accounts of this group are overloaded, recovering or at their concurrency limit",

@@ -43,6 +43,9 @@ struct Settlement {
     upstream_model: String,
     account_id: String,
     started: Instant,
+    /// When the answer's head was ready for the client.
+    ttfb: Duration,
+    attempts: u32,
     record_usage: bool,
     /// Errors are written in the client's protocol.
     client: Protocol,
@@ -66,7 +69,7 @@ impl Settlement {
         if !self.record_usage {
             return;
         }
-        let record = self.inner.usage_record(
+        let mut record = self.inner.usage_record(
             &self.key,
             &self.model,
             &self.upstream_model,
@@ -76,6 +79,11 @@ impl Settlement {
             accuracy,
             self.started,
         );
+        if self.upstream_model != self.model {
+            record.served_model = Some(self.upstream_model.clone());
+        }
+        record.ttfb_ms = Some(u64::try_from(self.ttfb.as_millis()).unwrap_or(u64::MAX));
+        record.attempts = self.attempts;
         // Counters first, so they never lag the store; and before the
         // answer ends, so the member's next request sees the settled spend
         // rather than this reservation. A slow shared backend holds the
@@ -123,6 +131,8 @@ pub(super) async fn respond(
             .to_owned(),
         account_id: candidate.account.account.id.clone(),
         started: ctx.started,
+        ttfb: ctx.started.elapsed(),
+        attempts: ctx.attempts(),
         record_usage: ctx.metered,
         client: ctx.client,
         _lease: lease,
@@ -372,32 +382,6 @@ pub(super) fn error_message(body: &[u8]) -> String {
 }
 
 impl Inner {
-    /// Prices and queues one usage record.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn record(
-        &self,
-        key: &KeyRecord,
-        model: &str,
-        price_model: &str,
-        account_id: Option<String>,
-        usage: Usage,
-        status: u16,
-        accuracy: Accuracy,
-        started: Instant,
-    ) {
-        let record = self.usage_record(
-            key,
-            model,
-            price_model,
-            account_id,
-            usage,
-            status,
-            accuracy,
-            started,
-        );
-        self.queue_record(record).await;
-    }
-
     /// One usage record, priced at `price_model` (the model the account
     /// was sent) with the account's own pricing if it has any.
     #[allow(clippy::too_many_arguments)]
@@ -429,6 +413,10 @@ impl Inner {
             latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             status,
             accuracy,
+            served_model: None,
+            refusal: None,
+            ttfb_ms: None,
+            attempts: 0,
         }
     }
 

@@ -28,6 +28,10 @@ pub fn usage_record(
         latency_ms: 812,
         status: 200,
         accuracy: Accuracy::Exact,
+        served_model: None,
+        refusal: None,
+        ttfb_ms: Some(95),
+        attempts: 1,
     }
 }
 
@@ -85,6 +89,10 @@ pub async fn usage<S: Store + ?Sized>(store: &S) {
             latency_ms: 10 * n,
             status: statuses[i % statuses.len()],
             accuracy: accuracies[i % accuracies.len()],
+            served_model: (i % 3 == 1).then(|| format!("served-{i}")),
+            refusal: RefusalReason::ALL.get(i % 7).copied(),
+            ttfb_ms: (i % 4 != 3).then_some(3 * n),
+            attempts: (i % 3) as u32,
             ..usage_record(group_id, user_id, key_id, account, at(off))
         });
     }

@@ -229,6 +229,10 @@ mod tests {
             latency_ms: 1,
             status: 200,
             accuracy: Accuracy::Exact,
+            served_model: None,
+            refusal: None,
+            ttfb_ms: None,
+            attempts: 1,
         }
     }
 

@@ -8,7 +8,7 @@
 
 use aicarpool_core::store::{StoreResult, UsageStore};
 use aicarpool_core::usage::{
-    UsageGroupBy, UsageQuery, UsageRecord, UsageReport, UsageScope, UsageTotals,
+    RefusalReason, UsageGroupBy, UsageQuery, UsageRecord, UsageReport, UsageScope, UsageTotals,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -120,6 +120,10 @@ struct Columns<'a> {
     latency_ms: Vec<i64>,
     status: Vec<i32>,
     accuracy: Vec<&'static str>,
+    served_model: Vec<Option<&'a str>>,
+    refusal: Vec<Option<&'static str>>,
+    ttfb_ms: Vec<Option<i64>>,
+    attempts: Vec<i32>,
 }
 
 impl<'a> Columns<'a> {
@@ -144,6 +148,11 @@ impl<'a> Columns<'a> {
             c.latency_ms.push(int(r.latency_ms)?);
             c.status.push(i32::from(r.status));
             c.accuracy.push(r.accuracy.as_str());
+            c.served_model.push(r.served_model.as_deref());
+            c.refusal.push(r.refusal.map(RefusalReason::as_str));
+            c.ttfb_ms.push(r.ttfb_ms.map(int).transpose()?);
+            c.attempts
+                .push(i32::try_from(r.attempts).unwrap_or(i32::MAX));
         }
         Ok(c)
     }
@@ -162,11 +171,12 @@ impl UsageStore for PostgresStore {
         sqlx::query(
             "INSERT INTO usage_records (id, at, key_id, user_id, group_id, account_id, model,
                  input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
-                 cache_read_tokens, cost_micro_usd, latency_ms, status, accuracy)
+                 cache_read_tokens, cost_micro_usd, latency_ms, status, accuracy,
+                 served_model, refusal, ttfb_ms, attempts)
              SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[],
                  $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[],
                  $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::integer[],
-                 $16::text[])
+                 $16::text[], $17::text[], $18::text[], $19::bigint[], $20::integer[])
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(c.id)
@@ -185,6 +195,10 @@ impl UsageStore for PostgresStore {
         .bind(c.latency_ms)
         .bind(c.status)
         .bind(c.accuracy)
+        .bind(c.served_model)
+        .bind(c.refusal)
+        .bind(c.ttfb_ms)
+        .bind(c.attempts)
         .execute(&self.pool)
         .await
         .map_err(db_err)?;

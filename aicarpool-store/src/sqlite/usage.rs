@@ -2,7 +2,7 @@
 
 use aicarpool_core::store::{StoreResult, UsageStore};
 use aicarpool_core::usage::{
-    UsageGroupBy, UsageQuery, UsageRecord, UsageReport, UsageScope, UsageTotals,
+    RefusalReason, UsageGroupBy, UsageQuery, UsageRecord, UsageReport, UsageScope, UsageTotals,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -109,8 +109,9 @@ impl UsageStore for SqliteStore {
             sqlx::query(
                 "INSERT INTO usage_records (id, at, key_id, user_id, group_id, account_id, model,
                      input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
-                     cache_read_tokens, cost_micro_usd, latency_ms, status, accuracy)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     cache_read_tokens, cost_micro_usd, latency_ms, status, accuracy,
+                     served_model, refusal, ttfb_ms, attempts)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT (id) DO NOTHING",
             )
             .bind(&r.id)
@@ -129,6 +130,10 @@ impl UsageStore for SqliteStore {
             .bind(int(r.latency_ms)?)
             .bind(r.status)
             .bind(r.accuracy.as_str())
+            .bind(&r.served_model)
+            .bind(r.refusal.map(RefusalReason::as_str))
+            .bind(r.ttfb_ms.map(int).transpose()?)
+            .bind(r.attempts)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;

@@ -38,6 +38,10 @@ async fn usage_reports_and_permissions() {
         latency_ms: 10,
         status,
         accuracy: Accuracy::Exact,
+        served_model: None,
+        refusal: None,
+        ttfb_ms: Some(5),
+        attempts: 1,
     };
     let day = |d: u32| {
         chrono::NaiveDate::from_ymd_opt(2026, 3, d)
