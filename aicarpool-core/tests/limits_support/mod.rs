@@ -9,11 +9,9 @@ mod carpool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aicarpool_core::account::{Account, AccountOwner, Credentials, Platform};
-use aicarpool_core::binding::{Binding, BindingMode, BoundAccount};
+use aicarpool_core::account::Platform;
 use aicarpool_core::gateway::{Gateway, GatewayConfig};
-use aicarpool_core::id::new_id;
-use aicarpool_core::key::{KeyRecord, MemberKey, Service};
+use aicarpool_core::key::KeyRecord;
 use aicarpool_core::limit::{Clock, InMemoryLimiter, Limiter, StoreBaseline, SystemClock};
 use aicarpool_core::limits::KeyLimits;
 use aicarpool_core::pricing::Pricing;
@@ -101,70 +99,23 @@ pub async fn team(setup: Setup) -> Team {
         .unwrap();
     let store = Arc::new(MemoryStore::new());
     let sealer = Sealer::new(&MasterKey::generate());
-    let now = chrono::Utc::now();
+    let _now = chrono::Utc::now();
     let (user, group) = carpool::owner_and_group(&store, setup.group.clone()).await;
-    let account_id = new_id();
-    let account = Account {
-        id: account_id.clone(),
-        name: "main".into(),
-        platform: Platform::ClaudeApi,
-        preset: None,
-        base_url: Some(mock.url.clone()),
-        owner: AccountOwner::Group(group.id.clone()),
-        models: vec![],
-        model_map: Default::default(),
-        priority: 10,
-        weight: 1,
-        max_concurrency: None,
-        proxy: None,
-        enabled: true,
-        credentials: sealer
-            .seal(
-                &account_id,
-                &Credentials {
-                    api_key: Some(UPSTREAM_KEY.into()),
-                    ..Default::default()
-                },
-            )
-            .unwrap(),
-        created_at: now,
-        updated_at: now,
-    };
+    let account = carpool::group_account(
+        &sealer,
+        &group.id,
+        Platform::ClaudeApi,
+        &mock.url,
+        &carpool::api_key(UPSTREAM_KEY),
+    );
     store.create_account(&account).await.unwrap();
-    store
-        .put_binding(&Binding {
-            group_id: group.id.clone(),
-            mode: BindingMode::Dedicated,
-            accounts: vec![BoundAccount {
-                account_id: account_id.clone(),
-                priority: None,
-                weight: None,
-                dedicated: true,
-            }],
-        })
-        .await
-        .unwrap();
+    carpool::bind_dedicated(&store, &group.id, std::slice::from_ref(&account.id)).await;
     let mut keys = Vec::new();
     for (i, limits) in setup.keys.into_iter().enumerate() {
-        let member_key = MemberKey::generate(&group.id, &user.id);
-        let record = KeyRecord {
-            id: new_id(),
-            group_id: group.id.clone(),
-            user_id: user.id.clone(),
-            name: format!("key-{i}"),
-            key_hash: Some(member_key.hash()),
-            hint: member_key.hint(),
-            enabled: true,
-            expires_at: None,
-            services: Service::ALL.to_vec(),
-            models: vec![],
-            clients: vec![],
-            limits,
-            created_at: now,
-            updated_at: now,
-        };
+        let (secret, record) =
+            carpool::member_key(&group.id, &user.id, &format!("key-{i}"), limits);
         store.create_key(&record).await.unwrap();
-        keys.push((member_key.expose(), record));
+        keys.push((secret, record));
     }
     let writer = UsageWriter::spawn(
         store.clone(),
@@ -185,7 +136,7 @@ pub async fn team(setup: Setup) -> Team {
     };
     let mut pricing = setup.pricing;
     if let Some(m) = setup.account_multiplier {
-        let file = serde_json::json!({"accounts": {account_id.clone(): {"multiplier": m}}});
+        let file = serde_json::json!({"accounts": {account.id.clone(): {"multiplier": m}}});
         pricing.merge_json(&file.to_string()).unwrap();
     }
     let gateway = Gateway::builder(store.clone(), sealer)
@@ -202,7 +153,7 @@ pub async fn team(setup: Setup) -> Team {
         limiter,
         group_id: group.id,
         user_id: user.id,
-        account_id,
+        account_id: account.id,
         keys,
     }
 }

@@ -8,10 +8,8 @@ mod carpool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aicarpool_core::account::{Account, AccountOwner, Credentials, Platform};
+use aicarpool_core::account::{Account, Credentials, Platform};
 use aicarpool_core::gateway::{Gateway, GatewayBody, GatewayConfig};
-use aicarpool_core::id::new_id;
-use aicarpool_core::key::{KeyRecord, MemberKey, Service};
 use aicarpool_core::oauth::{ClaudeOAuthConfig, TokenManagerConfig};
 use aicarpool_core::secret::{MasterKey, Sealed, Sealer};
 use aicarpool_core::store::{AccountStore, CredentialStore, DynStore, KeyStore, MemoryStore};
@@ -91,7 +89,6 @@ pub async fn harness(setup: Setup) -> Harness {
     let sealer = Sealer::new(&MasterKey::generate());
     let now = chrono::Utc::now();
     let (user, group) = carpool::owner_and_group(&store, Default::default()).await;
-    let id = new_id();
     let creds = if setup.platform == Platform::ClaudeOauth {
         Credentials {
             access_token: Some(access.clone()),
@@ -106,42 +103,12 @@ pub async fn harness(setup: Setup) -> Harness {
             ..Default::default()
         }
     };
-    let account = Account {
-        id: id.clone(),
-        name: "subscription".into(),
-        platform: setup.platform,
-        preset: None,
-        base_url: Some(upstream.url.clone()),
-        owner: AccountOwner::Group(group.id.clone()),
-        models: vec![],
-        model_map: Default::default(),
-        priority: 10,
-        weight: 1,
-        max_concurrency: None,
-        proxy: setup.proxy,
-        enabled: true,
-        credentials: sealer.seal(&id, &creds).unwrap(),
-        created_at: now,
-        updated_at: now,
-    };
+    let mut account =
+        carpool::group_account(&sealer, &group.id, setup.platform, &upstream.url, &creds);
+    account.name = "subscription".into();
+    account.proxy = setup.proxy;
     store.create_account(&account).await.unwrap();
-    let member_key = MemberKey::generate(&group.id, &user.id);
-    let key_record = KeyRecord {
-        id: new_id(),
-        group_id: group.id.clone(),
-        user_id: user.id.clone(),
-        name: "laptop".into(),
-        key_hash: Some(member_key.hash()),
-        hint: member_key.hint(),
-        enabled: true,
-        expires_at: None,
-        services: Service::ALL.to_vec(),
-        models: vec![],
-        clients: vec![],
-        limits: Default::default(),
-        created_at: now,
-        updated_at: now,
-    };
+    let (key, key_record) = carpool::member_key(&group.id, &user.id, "laptop", Default::default());
     store.create_key(&key_record).await.unwrap();
     let gateway = gateway_for(store.clone(), sealer.clone(), &oauth);
     Harness {
@@ -150,7 +117,7 @@ pub async fn harness(setup: Setup) -> Harness {
         sealer,
         upstream,
         oauth,
-        key: member_key.expose(),
+        key,
         account,
         access,
         refresh,

@@ -7,16 +7,13 @@ mod carpool;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use aicarpool_core::account::{Account, AccountOwner, Credentials, Platform, Preset};
-use aicarpool_core::binding::{Binding, BindingMode, BoundAccount};
-use aicarpool_core::gateway::{Gateway, GatewayBody, GatewayConfig};
-use aicarpool_core::id::new_id;
-use aicarpool_core::key::{KeyRecord, MemberKey, Service};
+use aicarpool_core::account::{Platform, Preset};
+use aicarpool_core::gateway::{Gateway, GatewayBody};
+use aicarpool_core::key::KeyRecord;
 use aicarpool_core::secret::{MasterKey, Sealer};
 use aicarpool_core::store::{AccountStore, KeyStore, MemoryStore};
-use aicarpool_core::usage::{UsageRecord, UsageWriterConfig};
+use aicarpool_core::usage::UsageRecord;
 use aicarpool_testkit::fixtures::CapturedRequest;
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -84,80 +81,30 @@ pub async fn harness(accounts: Vec<Spec>) -> Harness {
 pub async fn harness_with(accounts: Vec<Spec>, key: impl FnOnce(&mut KeyRecord)) -> Harness {
     let store = Arc::new(MemoryStore::new());
     let sealer = Sealer::new(&MasterKey::generate());
-    let now = chrono::Utc::now();
     let (user, group) = carpool::owner_and_group(&store, Default::default()).await;
     let mut account_ids = Vec::new();
     for (i, spec) in accounts.into_iter().enumerate() {
-        let id = new_id();
-        let credentials = Credentials {
-            api_key: Some(UPSTREAM_KEY.into()),
-            ..Default::default()
-        };
-        let account = Account {
-            id: id.clone(),
-            name: format!("acc-{i}"),
-            platform: spec.platform,
-            preset: spec.preset,
-            base_url: Some(spec.base_url),
-            owner: AccountOwner::Group(group.id.clone()),
-            models: spec.models,
-            model_map: spec.model_map,
-            priority: 10 + i as i32,
-            weight: 1,
-            max_concurrency: None,
-            proxy: None,
-            enabled: true,
-            credentials: sealer.seal(&id, &credentials).unwrap(),
-            created_at: now,
-            updated_at: now,
-        };
+        let mut account = carpool::group_account(
+            &sealer,
+            &group.id,
+            spec.platform,
+            &spec.base_url,
+            &carpool::api_key(UPSTREAM_KEY),
+        );
+        account.name = format!("acc-{i}");
+        account.preset = spec.preset;
+        account.models = spec.models;
+        account.model_map = spec.model_map;
+        account.priority = 10 + i as i32;
         store.create_account(&account).await.unwrap();
-        account_ids.push(id);
+        account_ids.push(account.id);
     }
-    store
-        .put_binding(&Binding {
-            group_id: group.id.clone(),
-            mode: BindingMode::Dedicated,
-            accounts: account_ids
-                .iter()
-                .map(|id| BoundAccount {
-                    account_id: id.clone(),
-                    priority: None,
-                    weight: None,
-                    dedicated: true,
-                })
-                .collect(),
-        })
-        .await
-        .unwrap();
-    let member_key = MemberKey::generate(&group.id, &user.id);
-    let mut key_record = KeyRecord {
-        id: new_id(),
-        group_id: group.id.clone(),
-        user_id: user.id.clone(),
-        name: "laptop".into(),
-        key_hash: Some(member_key.hash()),
-        hint: member_key.hint(),
-        enabled: true,
-        expires_at: None,
-        services: Service::ALL.to_vec(),
-        models: vec![],
-        clients: vec![],
-        limits: Default::default(),
-        created_at: now,
-        updated_at: now,
-    };
+    carpool::bind_dedicated(&store, &group.id, &account_ids).await;
+    let (secret, mut key_record) =
+        carpool::member_key(&group.id, &user.id, "laptop", Default::default());
     key(&mut key_record);
     store.create_key(&key_record).await.unwrap();
-    let config = GatewayConfig {
-        idle_timeout: Duration::from_secs(10),
-        drain_timeout: Duration::from_secs(10),
-        usage_writer: UsageWriterConfig {
-            flush_interval: Duration::from_millis(20),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let config = carpool::gateway_config();
     let gateway = Gateway::builder(store.clone(), sealer)
         .outbound_guard(aicarpool_core::outbound::OutboundGuard::parse("127.0.0.0/8,::1").unwrap())
         .config(config)
@@ -165,7 +112,7 @@ pub async fn harness_with(accounts: Vec<Spec>, key: impl FnOnce(&mut KeyRecord))
     Harness {
         gateway,
         store,
-        key: member_key.expose(),
+        key: secret,
         key_record,
         account_ids,
     }
