@@ -58,10 +58,9 @@ pub(super) async fn dispatch(
     let mut tally = Tally::from_held_back(&plan.held_back);
     let mut last_message: Option<String> = None;
     let mut last_account = None;
-    let mut attempts = 0;
     let mut out_of_time = false;
     for candidate in &plan.candidates {
-        if attempts >= max_attempts {
+        if ctx.attempts() as usize >= max_attempts {
             break;
         }
         let timeout = inner
@@ -83,7 +82,6 @@ pub(super) async fn dispatch(
             tally.busy();
             continue;
         };
-        attempts += 1;
         ctx.count_attempt();
         last_account = Some(account_id.to_owned());
         let attempt_started = Instant::now();
