@@ -6,7 +6,8 @@
 //!   port 0 that speaks the real wire format (JSON and SSE), and can be told
 //!   to rate limit (429 with `retry-after` or the unified reset header),
 //!   overload (529), fail (5xx), send an `error` event mid-stream, drop the
-//!   connection mid-stream, or hold a stream open until released;
+//!   connection mid-stream, hold a stream open until released, stall
+//!   before or after its headers, or answer compressed;
 //! - [`fixtures`], requests captured from released clients (Claude Code,
 //!   the Python SDK), to use as real request bodies and headers;
 //! - [`MockGemini`] and [`MockOpenAi`], Gemini and OpenAI-compatible
@@ -16,6 +17,7 @@
 //!   single-use codes, rotating refresh tokens);
 //! - [`proxy`], loopback HTTP and SOCKS5 proxies that record their traffic.
 
+pub mod encoding;
 pub mod fixtures;
 pub mod mock;
 pub mod mock_gemini;
@@ -24,6 +26,7 @@ pub mod oauth;
 pub mod proxy;
 pub mod upstream;
 
+pub use encoding::Encoding;
 pub use mock::{Behavior, MockUpstream, MockUsage};
 pub use mock_gemini::{MockGemini, GEMINI_ANSWER};
 pub use mock_openai::{MockOpenAi, OPENAI_ANSWER};

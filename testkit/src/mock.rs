@@ -22,6 +22,8 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
 use tokio_stream::wrappers::ReceiverStream;
 
+pub use crate::encoding::Encoding;
+
 /// How the mock answers one request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Behavior {
@@ -58,6 +60,15 @@ pub enum Behavior {
     /// Answers with a call of tool `name` with `arguments` (every mock
     /// speaks its own protocol's tool call).
     ToolCall { name: String, arguments: Value },
+    /// Reads the request and never answers, until the caller hangs up.
+    StallBeforeHeaders,
+    /// Sends the answer's headers (SSE or JSON), then nothing.
+    StallAfterHeaders,
+    /// Streams the start of an answer, then sits silent.
+    StallMidStream,
+    /// A normal answer (streamed or whole) compressed in this encoding,
+    /// whatever the request's `accept-encoding` said.
+    Compressed(Encoding),
 }
 
 /// Token counts the mock reports for every answer.
@@ -313,6 +324,27 @@ async fn handle(State(state): State<Arc<MockState>>, req: Request) -> Response {
             }
             resp
         }
+        Behavior::StallBeforeHeaders => std::future::pending().await,
+        Behavior::StallAfterHeaders => {
+            let content_type = if request["stream"] == true {
+                "text/event-stream; charset=utf-8"
+            } else {
+                "application/json"
+            };
+            let silent = futures::stream::pending::<Result<Bytes, std::io::Error>>();
+            Response::builder()
+                .header("content-type", content_type)
+                .body(Body::from_stream(silent))
+                .unwrap_or_else(|_| error_response(500, "api_error", "mock failed to build a response"))
+        }
+        Behavior::Compressed(encoding) => {
+            let resp = if request["stream"] == true {
+                stream_answer(state, model, Behavior::Answer)
+            } else {
+                json_answer(&state, &model)
+            };
+            crate::encoding::compress(resp, encoding)
+        }
         Behavior::ToolCall { name, arguments } => tool_answer(
             &state.usage,
             &model,
@@ -478,6 +510,14 @@ fn stream_answer(state: Arc<MockState>, model: String, behavior: Behavior) -> Re
                     json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
                 );
                 let _ = send(err).await;
+            }
+            Behavior::StallMidStream => {
+                for e in events.iter().take(4) {
+                    if !send(e.clone()).await {
+                        return;
+                    }
+                }
+                tx.closed().await;
             }
             Behavior::DropMidStream => {
                 for e in events.iter().take(4) {
