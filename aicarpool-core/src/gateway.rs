@@ -60,6 +60,7 @@ mod dispatch;
 mod error;
 mod exchange;
 mod failover;
+mod first_byte;
 mod gemini;
 pub mod hops;
 mod intake;
@@ -100,10 +101,18 @@ pub struct GatewayConfig {
     pub request_deadline: Duration,
     /// TCP/TLS connect to an upstream.
     pub connect_timeout: Duration,
-    /// From sending the request to the upstream's response headers.
+    /// A non-streamed request: from sending it to the upstream's whole
+    /// answer being read (headers, then each chunk of the body). Past it
+    /// the attempt fails over, since the client has had nothing yet.
     pub first_byte_timeout: Duration,
-    /// Longest silence between two chunks of a stream.
+    /// A streamed request: from sending it to the answer's first event.
+    /// Shorter, since a stream's first event comes at once when all is well.
+    pub stream_first_byte_timeout: Duration,
+    /// Longest silence between two chunks of a stream once it has
+    /// started; upstream pings count as activity.
     pub idle_timeout: Duration,
+    /// Longest an answer may take in all, from the request's arrival.
+    pub total_timeout: Duration,
     /// After the client left: how long the upstream is still read for usage.
     pub drain_timeout: Duration,
     /// After the client left: how many bytes are still read for usage.
@@ -130,9 +139,11 @@ impl Default for GatewayConfig {
         Self {
             max_attempts: 3,
             request_deadline: Duration::from_secs(600),
-            connect_timeout: Duration::from_secs(10),
-            first_byte_timeout: Duration::from_secs(600),
-            idle_timeout: Duration::from_secs(300),
+            connect_timeout: Duration::from_secs(5),
+            first_byte_timeout: Duration::from_secs(60),
+            stream_first_byte_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            total_timeout: Duration::from_secs(1800),
             drain_timeout: Duration::from_secs(60),
             drain_max_bytes: 16 << 20,
             max_response_bytes: 64 << 20,

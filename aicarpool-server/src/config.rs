@@ -10,9 +10,11 @@ use clap::Args;
 
 mod claude_oauth;
 mod sign_in;
+mod timeouts;
 
 pub use claude_oauth::ClaudeOAuthArgs;
 pub use sign_in::SignInArgs;
+pub use timeouts::TimeoutArgs;
 
 /// Everything `aicarpool serve` can be told.
 #[derive(Debug, Clone, Args)]
@@ -134,6 +136,11 @@ pub struct ServeConfig {
     /// `AICARPOOL_SIGNUPS_PER_ADDRESS_PER_HOUR`).
     #[command(flatten)]
     pub sign_in: SignInArgs,
+
+    /// Upstream timeouts (`AICARPOOL_*_TIMEOUT_MS`,
+    /// `AICARPOOL_REQUEST_DEADLINE_MS`).
+    #[command(flatten)]
+    pub timeouts: TimeoutArgs,
 }
 
 impl ServeConfig {
@@ -155,10 +162,10 @@ impl ServeConfig {
 
     /// The data plane's bounds, from the defaults and what was set here.
     pub fn gateway_config(&self) -> GatewayConfig {
-        GatewayConfig {
+        self.timeouts.apply(GatewayConfig {
             max_buffered_body_bytes: self.max_buffered_body_mb.saturating_mul(1 << 20),
             ..GatewayConfig::default()
-        }
+        })
     }
 
     /// A configuration for tests: in-memory SQLite, random port, given token.
@@ -187,6 +194,7 @@ impl ServeConfig {
             max_buffered_body_mb: 512,
             claude_oauth: ClaudeOAuthArgs::default(),
             sign_in: SignInArgs::for_tests(),
+            timeouts: TimeoutArgs::default(),
         }
     }
 }

@@ -24,6 +24,11 @@ use tokio_stream::wrappers::ReceiverStream;
 
 pub use crate::encoding::Encoding;
 
+/// How long a stream that resets mid-way waits after its last event: the
+/// server drops bytes not yet flushed when the connection resets, and a
+/// reset "mid-stream" must come after the client has the start.
+pub(crate) const RESET_AFTER: Duration = Duration::from_millis(50);
+
 /// How the mock answers one request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Behavior {
@@ -525,6 +530,7 @@ fn stream_answer(state: Arc<MockState>, model: String, behavior: Behavior) -> Re
                         return;
                     }
                 }
+                tokio::time::sleep(RESET_AFTER).await;
                 let _ = tx
                     .send(Err(std::io::Error::other("connection reset by mock")))
                     .await;

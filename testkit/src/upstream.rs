@@ -195,6 +195,9 @@ pub(crate) fn sse(
                 if behavior == Behavior::ErrorMidStream {
                     let _ = send(error_event).await;
                 } else {
+                    // A reset in mid-stream: what was sent is on the wire
+                    // first (the server drops unflushed bytes on a reset).
+                    tokio::time::sleep(crate::mock::RESET_AFTER).await;
                     let _ = tx
                         .send(Err(std::io::Error::other("connection reset by mock")))
                         .await;

@@ -7,6 +7,7 @@ use http::Response;
 
 use super::answer::Answer;
 use super::exchange::{RequestContext, Wire};
+use super::first_byte::{self, NotReady, Patience};
 use super::{failover, relay, GatewayBody, GatewayError, Inner, Invalidation};
 use crate::account::Protocol;
 use crate::provider::retry_after;
@@ -63,10 +64,12 @@ pub(super) async fn dispatch(
         if ctx.attempts() as usize >= max_attempts {
             break;
         }
-        let timeout = inner
-            .config
-            .first_byte_timeout
-            .min(deadline.saturating_duration_since(Instant::now()));
+        let first_byte = if ctx.streamed {
+            inner.config.stream_first_byte_timeout
+        } else {
+            inner.config.first_byte_timeout
+        };
+        let timeout = first_byte.min(deadline.saturating_duration_since(Instant::now()));
         if timeout.is_zero() {
             out_of_time = true;
             break;
@@ -89,28 +92,38 @@ pub(super) async fn dispatch(
         let resp = match tokio::time::timeout(timeout, call).await {
             Ok(Ok(resp)) => resp,
             failed => {
-                // The log and the router keep the detail (it names the
-                // upstream); the member is told the class only.
-                let (reason, public) = match failed {
-                    Ok(Err(e)) => (e.to_string(), e.public_message()),
-                    _ => (
-                        "the upstream did not answer in time".to_owned(),
-                        "the upstream did not answer in time",
-                    ),
+                let not_ready = match failed {
+                    Ok(Err(e)) => NotReady {
+                        reason: e.to_string(),
+                        public: e.public_message(),
+                    },
+                    _ => NotReady {
+                        reason: "the upstream did not answer in time".to_owned(),
+                        public: "the upstream did not answer in time",
+                    },
                 };
-                tracing::warn!(account_id, error = %reason, "upstream attempt failed");
-                let outcome = Outcome::Failed {
-                    status: None,
-                    reason,
-                };
-                tally.attempt(&outcome, None);
-                inner.router.report(&Report::new(account_id, outcome));
-                last_message = Some(public.to_owned());
+                last_message = Some(attempt_failed(inner, &mut tally, account_id, not_ready));
                 continue;
             }
         };
         let latency = attempt_started.elapsed();
-        let answer = Answer::read(protocol, resp, inner.config.idle_timeout).await;
+        let mut answer = Answer::read(protocol, resp, inner.config.idle_timeout).await;
+        if !answer.class.fails_over() {
+            // Nothing has reached the client yet: an answer that stalls or
+            // breaks before its first byte still fails over.
+            let patience = Patience {
+                first_byte_by: (attempt_started + timeout).into(),
+                between_chunks: first_byte.min(inner.config.idle_timeout),
+                max_bytes: inner.config.max_response_bytes,
+            };
+            match first_byte::ready(answer.resp, &patience).await {
+                Ok(resp) => answer.resp = resp,
+                Err(not_ready) => {
+                    last_message = Some(attempt_failed(inner, &mut tally, account_id, not_ready));
+                    continue;
+                }
+            }
+        }
         let report = Report::new(account_id, answer.outcome(latency))
             .headers(answer.resp.headers())
             .retry_after(answer.retry_after)
@@ -133,6 +146,25 @@ pub(super) async fn dispatch(
         failover::refusal(&tally, last_message.as_deref(), out_of_time),
         last_account,
     ))
+}
+
+/// Reports an attempt that got no usable answer; the log and the router
+/// keep the detail (it names the upstream), the member is told the class
+/// only, which is returned.
+fn attempt_failed(
+    inner: &Inner,
+    tally: &mut Tally,
+    account_id: &str,
+    not_ready: NotReady,
+) -> String {
+    tracing::warn!(account_id, error = %not_ready.reason, "upstream attempt failed");
+    let outcome = Outcome::Failed {
+        status: None,
+        reason: not_ready.reason,
+    };
+    tally.attempt(&outcome, None);
+    inner.router.report(&Report::new(account_id, outcome));
+    not_ready.public.to_owned()
 }
 
 /// Tells the other instances when a 429 that named its end cooled the

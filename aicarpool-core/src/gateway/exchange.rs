@@ -75,6 +75,8 @@ pub(super) struct Inbound {
     pub model_span: Option<Range<usize>>,
     /// The output bound the client set, for the limit reservation.
     pub max_tokens: Option<u64>,
+    /// The client asked for a stream: its first byte is due sooner.
+    pub streamed: bool,
     pub session: Option<SessionId>,
     /// The service the key must allow.
     pub service: Service,
@@ -97,6 +99,8 @@ pub(super) struct RequestContext {
     pub model: String,
     model_span: Option<Range<usize>>,
     pub metered: bool,
+    /// The client asked for a stream.
+    pub streamed: bool,
     pub started: Instant,
     pub headers: HeaderMap,
     pub query: Option<String>,
@@ -194,6 +198,7 @@ pub(super) async fn serve(
         model: inbound.model,
         model_span: inbound.model_span,
         metered: path.metered,
+        streamed: inbound.streamed,
         started,
         headers: parts.headers,
         query: parts.uri.query().map(str::to_owned),

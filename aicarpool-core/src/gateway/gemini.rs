@@ -58,6 +58,7 @@ pub(super) async fn serve(
             model: call.model.clone(),
             model_span: None,
             max_tokens,
+            streamed: call.method == GeminiMethod::StreamGenerateContent,
             session: None,
             service: Service::Gemini,
             wire: Box::new(Gemini { call: call.clone() }),

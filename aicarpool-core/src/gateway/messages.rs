@@ -29,6 +29,8 @@ struct Peek<'a> {
     /// Read leniently: a malformed value is the upstream's to refuse.
     #[serde(borrow, default)]
     max_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    stream: Option<&'a RawValue>,
     /// What sticky sessions read (see `router::session`), borrowed in the
     /// same pass.
     #[serde(borrow, default)]
@@ -81,6 +83,7 @@ fn read(
         model,
         model_span: Some(model_span),
         max_tokens,
+        streamed: peek.stream.is_some_and(|v| v.get() == "true"),
         session: session::extract(headers, &hints),
         service: Service::Claude,
         wire: Box::new(Anthropic { endpoint }),

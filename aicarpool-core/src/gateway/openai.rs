@@ -129,6 +129,7 @@ pub(super) async fn serve_chat(
             model,
             model_span: Some(span),
             max_tokens,
+            streamed: stream,
             service: service_of(first),
             wire: Box::new(Chat {
                 upstreams,
@@ -157,6 +158,7 @@ pub(super) async fn serve_responses(
             model,
             model_span: Some(span),
             max_tokens: p.max_output_tokens.as_ref().and_then(Value::as_u64),
+            streamed: p.stream.as_ref().and_then(Value::as_bool) == Some(true),
             service: crate::key::Service::Openai,
             wire: Box::new(Responses),
         })

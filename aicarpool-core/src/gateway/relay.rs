@@ -138,11 +138,9 @@ pub(super) async fn respond(
         _lease: lease,
         permit,
     };
-    let is_stream = upstream
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    let is_stream = super::first_byte::is_event_stream(upstream.headers());
+    // The whole answer is bounded from the request's arrival.
+    let total_deadline = tokio::time::Instant::from_std(ctx.started + inner.config.total_timeout);
 
     let body = if is_stream && status.is_success() {
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
@@ -153,12 +151,15 @@ pub(super) async fn respond(
             tx,
             settlement,
             tap,
-            idle,
+            Bounds {
+                idle,
+                total_deadline,
+            },
         ));
         StreamBody::new(ReceiverStream::new(rx)).boxed_unsync()
     } else {
         let limit = inner.config.max_response_bytes;
-        let read = tokio::time::timeout(inner.config.idle_timeout, read_all(upstream, limit)).await;
+        let read = tokio::time::timeout_at(total_deadline, read_all(upstream, limit)).await;
         match read {
             Ok(Ok(bytes)) => {
                 let (usage, bytes) = leg.whole(ctx, status, bytes);
@@ -203,6 +204,14 @@ async fn upstream_body_failed(settlement: Settlement, reason: String) -> Respons
 
 type ChunkSender = mpsc::Sender<Result<Frame<Bytes>, BodyError>>;
 
+/// How long a stream may go on.
+struct Bounds {
+    /// Longest silence between two chunks.
+    idle: Duration,
+    /// When the whole answer must be over.
+    total_deadline: tokio::time::Instant,
+}
+
 /// Reads the upstream stream to the end, forwarding (through the tap)
 /// while the client listens and draining (bounded) after it leaves; then
 /// settles.
@@ -211,7 +220,7 @@ async fn pump(
     tx: ChunkSender,
     mut settlement: Settlement,
     mut tap: Box<dyn StreamTap>,
-    idle: Duration,
+    bounds: Bounds,
 ) {
     let inner = settlement.inner.clone();
     let config = &inner.config;
@@ -221,9 +230,12 @@ async fn pump(
     let mut broken: Option<String> = None;
 
     loop {
+        let now = tokio::time::Instant::now();
         let wait = match drain_deadline {
-            Some(d) => d.saturating_duration_since(tokio::time::Instant::now()),
-            None => idle,
+            Some(d) => d.saturating_duration_since(now),
+            None => bounds
+                .idle
+                .min(bounds.total_deadline.saturating_duration_since(now)),
         };
         let next = tokio::select! {
             biased;
@@ -237,6 +249,8 @@ async fn pump(
             Err(_) => {
                 broken = Some(if drain_deadline.is_some() {
                     "stopped draining: time limit".into()
+                } else if tokio::time::Instant::now() >= bounds.total_deadline {
+                    "the answer ran past the gateway's total time limit".into()
                 } else {
                     "the upstream stream went idle".into()
                 });

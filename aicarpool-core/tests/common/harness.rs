@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aicarpool_core::account::{Platform, Preset};
-use aicarpool_core::gateway::{Gateway, GatewayBody, InvalidationBus};
+use aicarpool_core::gateway::{Gateway, GatewayBody, GatewayConfig, InvalidationBus};
 use aicarpool_core::key::KeyRecord;
 use aicarpool_core::secret::{MasterKey, Sealer};
 use aicarpool_core::store::{AccountStore, KeyStore, MemoryStore};
@@ -53,6 +53,15 @@ pub async fn harness_with_bus(
     accounts: Vec<AccountSpec>,
     bus: Option<Arc<dyn InvalidationBus>>,
 ) -> Harness {
+    harness_with(accounts, bus, carpool::gateway_config()).await
+}
+
+/// A harness whose gateway runs with `config` (timeouts under test).
+pub async fn harness_with(
+    accounts: Vec<AccountSpec>,
+    bus: Option<Arc<dyn InvalidationBus>>,
+    config: GatewayConfig,
+) -> Harness {
     let store = Arc::new(MemoryStore::new());
     let sealer = Sealer::new(&MasterKey::generate());
     let (user, group) = carpool::owner_and_group(&store, Default::default()).await;
@@ -76,7 +85,6 @@ pub async fn harness_with_bus(
     carpool::bind_dedicated(&store, &group.id, &account_ids).await;
     let (key, key_record) = carpool::member_key(&group.id, &user.id, "laptop", Default::default());
     store.create_key(&key_record).await.unwrap();
-    let config = carpool::gateway_config();
     let mut builder = Gateway::builder(store.clone(), sealer)
         .outbound_guard(aicarpool_core::outbound::OutboundGuard::parse("127.0.0.0/8,::1").unwrap())
         .config(config);
