@@ -20,6 +20,9 @@
 //! [`unpooled_client`] for streaming comparisons, and [`rss_kib`].
 //! See `benches/README.md` for how to run them and read the figures.
 
+pub mod outage;
+pub mod server;
+
 use std::sync::Arc;
 use std::time::Duration;
 

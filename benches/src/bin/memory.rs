@@ -19,19 +19,19 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use aicarpool_benches::server::{server_binary, status_field, ServerProcess};
+use anyhow::{ensure, Result};
 use axum::extract::Request;
 use axum::routing::post;
 use axum::{Json, Router};
 use bytes::Bytes;
 use clap::Parser;
 use http_body_util::BodyExt as _;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::time::Instant;
 
 const UPSTREAM_KEY: &str = "sk-ant-api03-memory-bench";
@@ -242,143 +242,52 @@ impl Sink {
     }
 }
 
-/// The `aicarpool` server as a child process.
+/// The `aicarpool` server as a child process, on its own SQLite file.
 struct Server {
-    child: Child,
+    process: ServerProcess,
     url: String,
     allocator: String,
-    http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
     async fn start(args: &Args, upstream: &str) -> Result<Self> {
-        let exe = match &args.server {
-            Some(p) => p.clone(),
-            None => std::env::current_exe()?
-                .with_file_name("aicarpool")
-                .with_extension(std::env::consts::EXE_EXTENSION),
-        };
-        ensure!(
-            exe.exists(),
-            "no server at {} (run `cargo build --release -p aicarpool-server`, or pass --server)",
-            exe.display()
-        );
+        let exe = server_binary(args.server.as_deref())?;
         let dir = tempfile::tempdir()?;
-        let addr = free_port()?;
-        let admin_token = format!("bench-{}", aicarpool_core::id::new_id());
         let upstream_host: SocketAddr = upstream.trim_start_matches("http://").parse()?;
-        let child = Command::new(&exe)
-            .arg("serve")
-            .env("AICARPOOL_LISTEN", addr.to_string())
-            .env(
+        let env = [
+            (
                 "AICARPOOL_DATABASE_URL",
                 format!("sqlite://{}", dir.path().join("memory.db").display()),
-            )
-            .env("AICARPOOL_ADMIN_TOKEN", &admin_token)
-            .env(
+            ),
+            (
                 "AICARPOOL_MASTER_KEY",
                 aicarpool_core::secret::MasterKey::generate().to_base64(),
-            )
-            .env("AICARPOOL_UPSTREAM_ALLOW", upstream_host.ip().to_string())
-            .env("AICARPOOL_MAX_BUFFERED_BODY_MB", args.budget_mb.to_string())
-            .env("AICARPOOL_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {}", exe.display()))?;
-        let mut server = Self {
-            child,
-            url: format!("http://{addr}"),
-            allocator: String::new(),
-            http: reqwest::Client::new(),
+            ),
+            ("AICARPOOL_UPSTREAM_ALLOW", upstream_host.ip().to_string()),
+            ("AICARPOOL_MAX_BUFFERED_BODY_MB", args.budget_mb.to_string()),
+        ];
+        let process = ServerProcess::start(&exe, &env).await?;
+        Ok(Self {
+            url: process.url.clone(),
+            process,
+            allocator: args.allocator.clone(),
             _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = server
-                .http
-                .get(format!("{}/healthz", server.url))
-                .send()
-                .await
-            {
-                if r.status().is_success() {
-                    break;
-                }
-            }
-            if let Some(status) = server.child.try_wait()? {
-                bail!("the server exited: {status}");
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "the server did not start in 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        server.allocator = args.allocator.clone();
-        Ok(server)
+        })
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// Registers an owner, adds an account on `upstream`, binds it and
     /// makes a member key.
     async fn member_key(&self, upstream: &str) -> Result<String> {
-        let registered = self
-            .call(
-                None,
-                "/api/auth/register",
-                json!({"email": "owner@example.com", "name": "Owner",
-                       "password": "correct horse battery staple"}),
-            )
-            .await?;
-        let token = registered["token"]
-            .as_str()
-            .context("no session token")?
-            .to_owned();
-        let group = self
-            .call(Some(&token), "/api/groups", json!({"name": "memory"}))
-            .await?;
-        let group = group["id"].as_str().context("no group id")?.to_owned();
-        let account = self
-            .call(
-                Some(&token),
-                &format!("/api/groups/{group}/accounts"),
-                json!({"name": "sink", "platform": "claude_api", "baseUrl": upstream,
-                       "credentials": {"apiKey": UPSTREAM_KEY}}),
-            )
-            .await?;
-        let account = account["id"].as_str().context("no account id")?.to_owned();
-        let resp = self
-            .http
-            .put(format!("{}/api/groups/{group}/binding", self.url))
-            .bearer_auth(&token)
-            .json(&json!({"mode": "dedicated", "accounts": [{"accountId": account}]}))
-            .send()
-            .await?;
-        ensure!(resp.status().is_success(), "binding: {}", resp.status());
-        let key = self
-            .call(
-                Some(&token),
-                &format!("/api/groups/{group}/keys"),
-                json!({"name": "bench"}),
-            )
-            .await?;
-        Ok(key["key"].as_str().context("no member key")?.to_owned())
-    }
-
-    async fn call(&self, token: Option<&str>, path: &str, body: Value) -> Result<Value> {
-        let mut req = self.http.post(format!("{}{path}", self.url)).json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await?;
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or_default();
-        ensure!(status.is_success(), "{path}: {status} {body}");
-        Ok(body)
+        let p = &self.process;
+        let (token, group) = p.owner_and_group("owner@example.com", "memory").await?;
+        let account = p.add_account(&token, &group, "sink", upstream, UPSTREAM_KEY).await?;
+        p.bind(&token, &group, &[account]).await?;
+        Ok(p.member_key(&token, &group, "bench", json!({})).await?.0)
     }
 
     async fn send(&self, client: &reqwest::Client, key: &str, body: Bytes) -> Result<u16> {
@@ -386,39 +295,12 @@ impl Server {
     }
 
     fn rss_kib(&self) -> Result<u64> {
-        status_field(self.pid(), "VmRSS:").context("no /proc/<pid>/status here")
+        self.process.rss_kib()
     }
 
-    /// The child's high-water mark of RSS.
     fn hwm_kib(&self) -> Result<u64> {
-        status_field(self.pid(), "VmHWM:").context("no /proc/<pid>/status here")
+        self.process.hwm_kib()
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A field of `/proc/<pid>/status` in KiB.
-fn status_field(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// A port free a moment ago on loopback.
-fn free_port() -> Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?)
 }
 
 /// The child's RSS, sampled every 10 ms; its maximum.
