@@ -156,7 +156,8 @@ pub(super) async fn respond(
                 total_deadline,
             },
         ));
-        StreamBody::new(ReceiverStream::new(rx)).boxed_unsync()
+        let frames = ReceiverStream::new(rx).map(|chunk| Ok::<_, BodyError>(Frame::data(chunk)));
+        StreamBody::new(frames).boxed_unsync()
     } else {
         let limit = inner.config.max_response_bytes;
         let read = tokio::time::timeout_at(total_deadline, read_all(upstream, limit)).await;
@@ -202,7 +203,10 @@ async fn upstream_body_failed(settlement: Settlement, reason: String) -> Respons
     e.into_response(client)
 }
 
-type ChunkSender = mpsc::Sender<Result<Frame<Bytes>, BodyError>>;
+/// Bare chunks, framed on the client's side: a channel slot then takes the
+/// size of `Bytes`, not of a frame that could hold trailers, and the
+/// channel's block of slots is a third the size for every open stream.
+type ChunkSender = mpsc::Sender<Bytes>;
 
 /// How long a stream may go on.
 struct Bounds {
@@ -274,7 +278,7 @@ async fn pump(
                     || tokio::select! {
                         biased;
                         () = inner.shutdown.cancelled() => false,
-                        sent = tx.send(Ok(Frame::data(chunk))) => sent.is_ok(),
+                        sent = tx.send(chunk) => sent.is_ok(),
                     };
                 if !sent {
                     tracing::debug!(account_id = %settlement.account_id, "client left mid-stream; draining for usage");
@@ -298,7 +302,7 @@ async fn pump(
     // there — its protocol's error event when the stream broke.
     let (tail, seen) = tap.end(broken.as_deref());
     if let (false, Some(tx)) = (tail.is_empty(), &client) {
-        let _ = tx.send(Ok(Frame::data(tail))).await;
+        let _ = tx.send(tail).await;
     }
     let accuracy = if seen.completed {
         Accuracy::Exact

@@ -31,7 +31,7 @@ use aicarpool_testkit::{Behavior, MockUpstream};
 use anyhow::{bail, ensure, Context, Result};
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use axum::serve::ListenerExt as _;
 use bytes::Bytes;
 use clap::Parser;
@@ -44,6 +44,10 @@ use tokio::time::Instant;
 enum Path {
     Direct,
     Gateway,
+    /// Memory mode only: a bare pass-through server in front of the mock,
+    /// holding the same two connections per stream as the gateway and
+    /// nothing else.
+    Relay,
 }
 
 impl Path {
@@ -51,6 +55,7 @@ impl Path {
         match self {
             Path::Direct => "direct",
             Path::Gateway => "gateway",
+            Path::Relay => "relay",
         }
     }
 }
@@ -137,6 +142,7 @@ struct Rig {
     direct_client: reqwest::Client,
     direct: Target,
     gateway: Target,
+    relay: Target,
     body: Bytes,
     stream: bool,
 }
@@ -146,9 +152,19 @@ impl Rig {
         let mock = MockUpstream::start(UPSTREAM_KEY).await?;
         let upstream_client = fresh_upstream.then(unpooled_client);
         let fixture = Fixture::with_upstream_client(&mock.url, upstream_client).await?;
+        let replay = Replay::small(stream);
+        let plain = Arc::new(PlainRelay {
+            client: reqwest::Client::builder().tcp_nodelay(true).build()?,
+            upstream: format!("{}{}", mock.url, replay.path),
+        });
         let app = axum::Router::new()
             .route("/v1/messages", axum::routing::post(serve))
-            .with_state(fixture.gateway.clone());
+            .with_state(fixture.gateway.clone())
+            .merge(
+                axum::Router::new()
+                    .route("/relay", axum::routing::post(relay))
+                    .with_state(plain),
+            );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         // Nagle off on accepted connections: otherwise each small SSE event
@@ -173,8 +189,11 @@ impl Rig {
             direct_client = direct_client.pool_max_idle_per_host(0);
         }
         let direct_client = direct_client.build()?;
-        let replay = Replay::small(stream);
         Ok(Self {
+            relay: Target {
+                url: format!("http://{addr}/relay"),
+                headers: replay.upstream_headers(),
+            },
             direct: Target {
                 url: format!("{}{}", mock.url, replay.path),
                 headers: replay.upstream_headers(),
@@ -197,6 +216,7 @@ impl Rig {
         let (client, target) = match path {
             Path::Direct => (&self.direct_client, &self.direct),
             Path::Gateway => (&self.client, &self.gateway),
+            Path::Relay => (&self.client, &self.relay),
         };
         client
             .post(&target.url)
@@ -240,6 +260,38 @@ impl Rig {
 /// The gateway as the server mounts it.
 async fn serve(State(gateway): State<Gateway>, req: Request) -> Response {
     gateway.serve(req).await.map(Body::new)
+}
+
+/// The baseline of `--open-streams`: a pass-through with no limits,
+/// routing, tap or accounting.
+#[derive(Debug)]
+struct PlainRelay {
+    client: reqwest::Client,
+    upstream: String,
+}
+
+/// Forwards the request to the mock and streams its answer back as it
+/// comes.
+async fn relay(State(plain): State<Arc<PlainRelay>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, 1 << 20).await else {
+        return http::StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    let mut headers = parts.headers;
+    headers.remove(http::header::HOST);
+    match plain.client.post(&plain.upstream).headers(headers).body(body).send().await {
+        Ok(upstream) => {
+            let status = upstream.status();
+            let content_type = upstream.headers().get(http::header::CONTENT_TYPE).cloned();
+            let mut resp = Response::new(Body::from_stream(upstream.bytes_stream()));
+            *resp.status_mut() = status;
+            if let Some(ct) = content_type {
+                resp.headers_mut().insert(http::header::CONTENT_TYPE, ct);
+            }
+            resp
+        }
+        Err(_) => http::StatusCode::BAD_GATEWAY.into_response(),
+    }
 }
 
 /// One timed request.
@@ -505,7 +557,7 @@ fn open_streams(args: &Args, streams: usize) -> Result<()> {
     ensure!(streams > 0, "--open-streams must be at least 1");
     let exe = std::env::current_exe()?;
     let mut reports = Vec::new();
-    for path in [Path::Direct, Path::Gateway] {
+    for path in [Path::Direct, Path::Relay, Path::Gateway] {
         let out = Command::new(&exe)
             .args(["--open-streams", &streams.to_string()])
             .args(["--threads", &args.threads.to_string()])
@@ -526,7 +578,11 @@ fn open_streams(args: &Args, streams: usize) -> Result<()> {
         reports.push(report);
     }
     let per_stream = |r: &Value| r["per_stream_kib"].as_f64().unwrap_or(f64::NAN);
-    let (direct, gateway) = (per_stream(&reports[0]), per_stream(&reports[1]));
+    let (direct, relay, gateway) = (
+        per_stream(&reports[0]),
+        per_stream(&reports[1]),
+        per_stream(&reports[2]),
+    );
     println!("aicarpool-load: {streams} streams held open per path");
     println!(
         "{:<8} {:>14} {:>14} {:>16}",
@@ -545,12 +601,19 @@ fn open_streams(args: &Args, streams: usize) -> Result<()> {
         "gateway's share: {:.1} KiB per open stream (gateway − direct)",
         gateway - direct
     );
+    println!(
+        "beyond its two connections: {:.1} KiB per open stream (gateway − relay)",
+        gateway - relay
+    );
+    let round = |x: f64| (x * 10.0).round() / 10.0;
     let line = json!({
         "mode": "open_streams",
         "streams": streams,
         "direct": reports[0],
-        "gateway": reports[1],
-        "gateway_kib_per_stream": ((gateway - direct) * 10.0).round() / 10.0,
+        "relay": reports[1],
+        "gateway": reports[2],
+        "gateway_kib_per_stream": round(gateway - direct),
+        "beyond_connections_kib_per_stream": round(gateway - relay),
     });
     println!("{line}");
     std::io::stdout().flush()?;
@@ -565,6 +628,7 @@ async fn hold_streams(path: Path, n: usize) -> Result<Value> {
     // match and only the held streams differ.
     for _ in 0..20 {
         rig.send(Path::Direct).await?;
+        rig.send(Path::Relay).await?;
         rig.send(Path::Gateway).await?;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
