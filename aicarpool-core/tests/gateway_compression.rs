@@ -23,7 +23,11 @@ fn body(stream: bool) -> serde_json::Value {
 async fn each_encoding_reaches_the_client_decoded_with_its_usage() {
     for encoding in Encoding::ALL {
         for stream in [true, false] {
-            let what = format!("{} {}", encoding.as_str(), if stream { "stream" } else { "whole" });
+            let what = format!(
+                "{} {}",
+                encoding.as_str(),
+                if stream { "stream" } else { "whole" }
+            );
             let mock = MockUpstream::start(UPSTREAM_KEY).await.unwrap();
             mock.push([Behavior::Compressed(encoding)]);
             let h = harness(vec![api_account(&mock.url)]).await;

@@ -32,7 +32,10 @@ fn short_timeouts() -> GatewayConfig {
 /// for a loaded machine, far below the minute a stall held clients before.
 const PROMPT: Duration = Duration::from_secs(3);
 
-async fn two_accounts(first: Behavior, config: GatewayConfig) -> (Harness, MockUpstream, MockUpstream) {
+async fn two_accounts(
+    first: Behavior,
+    config: GatewayConfig,
+) -> (Harness, MockUpstream, MockUpstream) {
     let a = MockUpstream::start(UPSTREAM_KEY).await.unwrap();
     let b = MockUpstream::start(UPSTREAM_KEY).await.unwrap();
     a.push([first]);
@@ -77,7 +80,10 @@ async fn a_silence_before_the_headers_fails_over_streamed_and_whole() {
         let records = h.records().await;
         assert_eq!(records.len(), 1, "{what}");
         assert_eq!(records[0].attempts, 2, "{what}");
-        assert_eq!(records[0].account_id.as_deref(), Some(h.account_ids[1].as_str()));
+        assert_eq!(
+            records[0].account_id.as_deref(),
+            Some(h.account_ids[1].as_str())
+        );
         assert_eq!(records[0].accuracy, Accuracy::Exact, "{what}");
     }
 }
@@ -88,7 +94,10 @@ async fn headers_then_silence_still_fail_over_before_the_first_byte() {
         let (h, _a, b) = two_accounts(Behavior::StallAfterHeaders, short_timeouts()).await;
         let (status, text, took) = answer(&h, body).await;
         assert_eq!(status, 200, "{what}: {text}");
-        assert!(text.contains("Hello") || text.contains("mock upstream"), "{what}: {text}");
+        assert!(
+            text.contains("Hello") || text.contains("mock upstream"),
+            "{what}: {text}"
+        );
         assert!(took < PROMPT, "{what}: answered in {took:?}");
         assert_eq!(b.hits(), 1, "{what}: the second account served");
         assert_eq!(h.records().await[0].attempts, 2, "{what}");
@@ -104,7 +113,11 @@ async fn a_stream_that_goes_silent_after_its_first_byte_ends_with_an_error_event
     assert!(text.contains("event: error"), "{text}");
     assert!(!text.contains("message_stop"), "{text}");
     assert!(took < PROMPT, "ended in {took:?}");
-    assert_eq!(b.hits(), 0, "too late to fail over: the client has the start");
+    assert_eq!(
+        b.hits(),
+        0,
+        "too late to fail over: the client has the start"
+    );
     let records = h.records().await;
     assert_eq!(records[0].accuracy, Accuracy::Partial);
     assert_eq!(records[0].usage.input_tokens, 25, "what was seen is kept");

@@ -100,7 +100,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let mut rest = Vec::new();
         let ended = open.read_to_end(&mut rest).await;
-        assert!(ended.is_err() || rest.is_empty(), "the open connection ended");
+        assert!(
+            ended.is_err() || rest.is_empty(),
+            "the open connection ended"
+        );
         let mut during = TcpStream::connect(relay.addr).await.unwrap();
         let _ = during.write_all(b"ping").await;
         let n = during.read(&mut buf).await.unwrap_or(0);

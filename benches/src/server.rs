@@ -72,14 +72,21 @@ impl ServerProcess {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let up = server.http.get(format!("{}/healthz", server.url)).send().await;
+            let up = server
+                .http
+                .get(format!("{}/healthz", server.url))
+                .send()
+                .await;
             if up.is_ok_and(|r| r.status().is_success()) {
                 return Ok(server);
             }
             if let Some(status) = server.child.try_wait()? {
                 bail!("the server exited: {status}");
             }
-            ensure!(Instant::now() < deadline, "the server did not start in 30 s");
+            ensure!(
+                Instant::now() < deadline,
+                "the server did not start in 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -122,9 +129,17 @@ impl ServerProcess {
                             "password": "correct horse battery staple"})),
             )
             .await?;
-        let token = registered["token"].as_str().context("no session token")?.to_owned();
+        let token = registered["token"]
+            .as_str()
+            .context("no session token")?
+            .to_owned();
         let group = self
-            .call(http::Method::POST, Some(&token), "/api/groups", Some(json!({"name": group})))
+            .call(
+                http::Method::POST,
+                Some(&token),
+                "/api/groups",
+                Some(json!({"name": group})),
+            )
             .await?;
         let group = group["id"].as_str().context("no group id")?.to_owned();
         Ok((token, group))
@@ -144,8 +159,10 @@ impl ServerProcess {
                 http::Method::POST,
                 Some(token),
                 &format!("/api/groups/{group}/accounts"),
-                Some(json!({"name": name, "platform": "claude_api", "baseUrl": base_url,
-                            "credentials": {"apiKey": api_key}})),
+                Some(
+                    json!({"name": name, "platform": "claude_api", "baseUrl": base_url,
+                            "credentials": {"apiKey": api_key}}),
+                ),
             )
             .await?;
         Ok(account["id"].as_str().context("no account id")?.to_owned())

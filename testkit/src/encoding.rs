@@ -37,9 +37,12 @@ impl Encoding {
                 Vec::new(),
                 flate2::Compression::default(),
             )),
-            Encoding::Brotli => {
-                Encoder::Brotli(Box::new(brotli::CompressorWriter::new(Vec::new(), 4096, 5, 22)))
-            }
+            Encoding::Brotli => Encoder::Brotli(Box::new(brotli::CompressorWriter::new(
+                Vec::new(),
+                4096,
+                5,
+                22,
+            ))),
             Encoding::Deflate => Encoder::Deflate(flate2::write::ZlibEncoder::new(
                 Vec::new(),
                 flate2::Compression::default(),

@@ -340,7 +340,9 @@ async fn handle(State(state): State<Arc<MockState>>, req: Request) -> Response {
             Response::builder()
                 .header("content-type", content_type)
                 .body(Body::from_stream(silent))
-                .unwrap_or_else(|_| error_response(500, "api_error", "mock failed to build a response"))
+                .unwrap_or_else(|_| {
+                    error_response(500, "api_error", "mock failed to build a response")
+                })
         }
         Behavior::Compressed(encoding) => {
             let resp = if request["stream"] == true {

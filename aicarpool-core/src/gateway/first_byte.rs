@@ -97,7 +97,10 @@ pub(super) async fn ready(
                 size += chunk.len();
                 if size > patience.max_bytes {
                     return Err(NotReady::new(
-                        format!("the upstream answer is larger than {} bytes", patience.max_bytes),
+                        format!(
+                            "the upstream answer is larger than {} bytes",
+                            patience.max_bytes
+                        ),
                         "the upstream answer is too large",
                     ));
                 }
@@ -141,7 +144,9 @@ mod tests {
     }
 
     fn chunks(parts: &[&'static str]) -> reqwest::Body {
-        let it = parts.iter().map(|p| Ok::<_, std::io::Error>(Bytes::from_static(p.as_bytes())));
+        let it = parts
+            .iter()
+            .map(|p| Ok::<_, std::io::Error>(Bytes::from_static(p.as_bytes())));
         reqwest::Body::wrap_stream(futures::stream::iter(it.collect::<Vec<_>>()))
     }
 
@@ -151,8 +156,13 @@ mod tests {
             b"event: message_start\n\n",
         ))])
         .chain(futures::stream::pending());
-        let resp = upstream("text/event-stream", reqwest::Body::wrap_stream(silent_after));
-        let resp = ready(resp, &patience(200)).await.expect("ready at the first chunk");
+        let resp = upstream(
+            "text/event-stream",
+            reqwest::Body::wrap_stream(silent_after),
+        );
+        let resp = ready(resp, &patience(200))
+            .await
+            .expect("ready at the first chunk");
         let mut body = resp.bytes_stream();
         assert_eq!(
             body.next().await.unwrap().unwrap().as_ref(),
@@ -166,16 +176,21 @@ mod tests {
             let silent = reqwest::Body::wrap_stream(futures::stream::pending::<
                 Result<Bytes, std::io::Error>,
             >());
-            let err = ready(upstream(ct, silent), &patience(50)).await.unwrap_err();
+            let err = ready(upstream(ct, silent), &patience(50))
+                .await
+                .unwrap_err();
             assert_eq!(err.public, "the upstream did not answer in time", "{ct}");
         }
     }
 
     #[tokio::test]
     async fn a_whole_answer_is_read_to_its_end_within_its_bound() {
-        let resp = ready(upstream("application/json", chunks(&["{\"a\":", "1}"])), &patience(200))
-            .await
-            .expect("read whole");
+        let resp = ready(
+            upstream("application/json", chunks(&["{\"a\":", "1}"])),
+            &patience(200),
+        )
+        .await
+        .expect("read whole");
         assert_eq!(resp.bytes().await.unwrap().as_ref(), b"{\"a\":1}");
         let big = vec!["0123456789"; 11];
         let err = ready(upstream("application/json", chunks(&big)), &patience(200))

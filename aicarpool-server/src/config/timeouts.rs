@@ -18,7 +18,11 @@ pub struct TimeoutArgs {
 
     /// A non-streamed request: until the upstream's answer is read whole.
     /// Past it the next account is tried.
-    #[arg(long, env = "AICARPOOL_FIRST_BYTE_TIMEOUT_MS", default_value_t = 60_000)]
+    #[arg(
+        long,
+        env = "AICARPOOL_FIRST_BYTE_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
     pub first_byte_timeout_ms: u64,
 
     /// A streamed request: until the answer's first event. Past it the

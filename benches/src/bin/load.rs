@@ -279,7 +279,14 @@ async fn relay(State(plain): State<Arc<PlainRelay>>, req: Request) -> Response {
     };
     let mut headers = parts.headers;
     headers.remove(http::header::HOST);
-    match plain.client.post(&plain.upstream).headers(headers).body(body).send().await {
+    match plain
+        .client
+        .post(&plain.upstream)
+        .headers(headers)
+        .body(body)
+        .send()
+        .await
+    {
         Ok(upstream) => {
             let status = upstream.status();
             let content_type = upstream.headers().get(http::header::CONTENT_TYPE).cloned();

@@ -285,7 +285,9 @@ impl Server {
     async fn member_key(&self, upstream: &str) -> Result<String> {
         let p = &self.process;
         let (token, group) = p.owner_and_group("owner@example.com", "memory").await?;
-        let account = p.add_account(&token, &group, "sink", upstream, UPSTREAM_KEY).await?;
+        let account = p
+            .add_account(&token, &group, "sink", upstream, UPSTREAM_KEY)
+            .await?;
         p.bind(&token, &group, &[account]).await?;
         Ok(p.member_key(&token, &group, "bench", json!({})).await?.0)
     }

@@ -69,7 +69,11 @@ struct Args {
     )]
     postgres_url: String,
     /// Redis the instances share (under a key prefix of their own).
-    #[arg(long, env = "AICARPOOL_TEST_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        env = "AICARPOOL_TEST_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
     redis_url: String,
     /// The `aicarpool` binary; default: next to this one.
     #[arg(long)]
@@ -138,7 +142,11 @@ struct Load {
 
 async fn run(args: Args) -> Result<()> {
     let run_id = aicarpool_core::id::new_id().to_lowercase();
-    let run_id: String = run_id.chars().filter(char::is_ascii_alphanumeric).take(12).collect();
+    let run_id: String = run_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(12)
+        .collect();
     let postgres = reqwest::Url::parse(&args.postgres_url).context("the PostgreSQL URL")?;
     let redis = reqwest::Url::parse(&args.redis_url).context("the Redis URL")?;
     let pg_relay = OutageRelay::start(socket_of(&postgres, 5432)?).await?;
@@ -214,13 +222,21 @@ async fn run(args: Args) -> Result<()> {
     let ends = started + duration;
     let outage = Duration::from_secs(args.outage_secs);
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(sample_rss(load.clone(), Duration::from_secs(args.sample_secs.max(1)), ends));
+    tasks.spawn(sample_rss(
+        load.clone(),
+        Duration::from_secs(args.sample_secs.max(1)),
+        ends,
+    ));
     tasks.spawn(faults(faulty.clone(), ends));
     tasks.spawn({
         let (load, relay, prefix) = (load.clone(), redis_relay.clone(), redis_prefix.clone());
         async move {
             tokio::time::sleep_until(started + duration.mul_f64(0.35)).await;
-            println!("{:>5.0} s: Redis cut off for {} s", started.elapsed().as_secs_f64(), outage.as_secs());
+            println!(
+                "{:>5.0} s: Redis cut off for {} s",
+                started.elapsed().as_secs_f64(),
+                outage.as_secs()
+            );
             load.redis_down.store(true, Ordering::SeqCst);
             let cut = relay.outage(outage);
             let emptied = forget_keys(redis_target, &prefix);
@@ -237,7 +253,11 @@ async fn run(args: Args) -> Result<()> {
         let relay = pg_relay.clone();
         async move {
             tokio::time::sleep_until(started + duration.mul_f64(0.65)).await;
-            println!("{:>5.0} s: PostgreSQL cut off for {} s", started.elapsed().as_secs_f64(), outage.as_secs());
+            println!(
+                "{:>5.0} s: PostgreSQL cut off for {} s",
+                started.elapsed().as_secs_f64(),
+                outage.as_secs()
+            );
             relay.outage(outage).await;
         }
     });
@@ -257,8 +277,14 @@ async fn run(args: Args) -> Result<()> {
     while tasks.join_next().await.is_some() {}
 
     let sent = load.sent.load(Ordering::SeqCst);
-    let (recorded, quota_spent) =
-        settled_usage(&load.instances[0].process, &token, &group, &quota_key_id, sent).await?;
+    let (recorded, quota_spent) = settled_usage(
+        &load.instances[0].process,
+        &token,
+        &group,
+        &quota_key_id,
+        sent,
+    )
+    .await?;
     report(&args, &load, sent, recorded, quota_spent)
 }
 
@@ -269,7 +295,11 @@ impl Load {
         let instance = &self.instances[(n % 2) as usize];
         let stream = n % 4 < 2;
         let quota = n % 10 == 9;
-        let key = if quota { &self.quota_key } else { &self.free_key };
+        let key = if quota {
+            &self.quota_key
+        } else {
+            &self.free_key
+        };
         let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 64, "stream": stream,
                           "messages": [{"role": "user", "content": format!("soak {n}")}]});
         self.sent.fetch_add(1, Ordering::SeqCst);
@@ -285,7 +315,12 @@ impl Load {
             Err(e) => (Seen::Failed, format!("no answer: {e}")),
             Ok(resp) => self.classify(resp, stream, quota).await,
         };
-        *self.seen.lock().unwrap_or_else(|e| e.into_inner()).entry(seen).or_default() += 1;
+        *self
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(seen)
+            .or_default() += 1;
         if seen == Seen::Failed {
             let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
             if failures.len() < 20 {
@@ -308,7 +343,10 @@ impl Load {
         };
         let seen = match status {
             200 if complete => Seen::Ok,
-            200 if stream && text.starts_with("event: message_start") && text.contains("event: error") => {
+            200 if stream
+                && text.starts_with("event: message_start")
+                && text.contains("event: error") =>
+            {
                 Seen::BrokeMidStream
             }
             429 if refusal => Seen::RefusedByLimit,
@@ -352,7 +390,11 @@ async fn sample_rss(load: Arc<Load>, every: Duration, ends: Instant) {
         tick.tick().await;
         for instance in &load.instances {
             if let Ok(kib) = instance.process.rss_kib() {
-                instance.rss.lock().unwrap_or_else(|e| e.into_inner()).push(kib);
+                instance
+                    .rss
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(kib);
             }
         }
         if Instant::now() >= ends {
@@ -393,7 +435,12 @@ async fn settled_usage(
     let deadline = Instant::now() + Duration::from_secs(60);
     let recorded = loop {
         let usage = server
-            .call(http::Method::GET, Some(token), &format!("/api/usage?scope=group&id={group}"), None)
+            .call(
+                http::Method::GET,
+                Some(token),
+                &format!("/api/usage?scope=group&id={group}"),
+                None,
+            )
             .await;
         let recorded = usage
             .ok()
@@ -405,7 +452,12 @@ async fn settled_usage(
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let quota = server
-        .call(http::Method::GET, Some(token), &format!("/api/usage?scope=key&id={quota_key}"), None)
+        .call(
+            http::Method::GET,
+            Some(token),
+            &format!("/api/usage?scope=key&id={quota_key}"),
+            None,
+        )
         .await?;
     let t = &quota["totals"];
     let tokens = ["inputTokens", "outputTokens", "cacheWriteTokens"]
@@ -440,7 +492,12 @@ fn report(args: &Args, load: &Load, sent: u64, recorded: u64, quota_spent: u64) 
         println!("  {:<18} {n}", s.name());
     }
     println!("client-visible failures while a healthy account existed: {failed} (goal 0)");
-    for f in load.failures.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+    for f in load
+        .failures
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+    {
         println!("    {f}");
     }
     println!(
@@ -448,7 +505,10 @@ fn report(args: &Args, load: &Load, sent: u64, recorded: u64, quota_spent: u64) 
         overshoot as f64 / per_request as f64
     );
     for (i, s) in rss.iter().enumerate() {
-        let mib: Vec<String> = s.iter().map(|k| format!("{:.1}", *k as f64 / 1024.0)).collect();
+        let mib: Vec<String> = s
+            .iter()
+            .map(|k| format!("{:.1}", *k as f64 / 1024.0))
+            .collect();
         println!(
             "instance {} RSS MiB every {} s: {} (after warm-up {:+.1} %, goal within ±10 %)",
             i + 1,
@@ -474,7 +534,10 @@ fn report(args: &Args, load: &Load, sent: u64, recorded: u64, quota_spent: u64) 
     println!("{line}");
     if args.check {
         ensure!(failed == 0, "{failed} client-visible failures");
-        ensure!(recorded == sent, "{recorded} usage records for {sent} requests");
+        ensure!(
+            recorded == sent,
+            "{recorded} usage records for {sent} requests"
+        );
     }
     Ok(())
 }
@@ -482,7 +545,11 @@ fn report(args: &Args, load: &Load, sent: u64, recorded: u64, quota_spent: u64) 
 /// The socket a service URL names.
 fn socket_of(url: &reqwest::Url, default_port: u16) -> Result<SocketAddr> {
     let host = url.host_str().context("the URL has no host")?;
-    let host = if host == "localhost" { "127.0.0.1" } else { host };
+    let host = if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        host
+    };
     Ok(SocketAddr::new(
         host.parse().context("a loopback address")?,
         url.port().unwrap_or(default_port),
