@@ -136,8 +136,6 @@ struct Load {
     sent: AtomicU64,
     seen: Mutex<BTreeMap<Seen, u64>>,
     failures: Mutex<Vec<String>>,
-    /// Set while Redis is cut off (and a little after, for reconnects).
-    redis_down: std::sync::atomic::AtomicBool,
 }
 
 async fn run(args: Args) -> Result<()> {
@@ -210,7 +208,6 @@ async fn run(args: Args) -> Result<()> {
         sent: AtomicU64::new(0),
         seen: Mutex::default(),
         failures: Mutex::default(),
-        redis_down: Default::default(),
     });
     println!(
         "aicarpool-soak: {} s at {} req/s over 2 instances, outages of {} s (run {run_id})",
@@ -229,7 +226,7 @@ async fn run(args: Args) -> Result<()> {
     ));
     tasks.spawn(faults(faulty.clone(), ends));
     tasks.spawn({
-        let (load, relay, prefix) = (load.clone(), redis_relay.clone(), redis_prefix.clone());
+        let (relay, prefix) = (redis_relay.clone(), redis_prefix.clone());
         async move {
             tokio::time::sleep_until(started + duration.mul_f64(0.35)).await;
             println!(
@@ -237,16 +234,12 @@ async fn run(args: Args) -> Result<()> {
                 started.elapsed().as_secs_f64(),
                 outage.as_secs()
             );
-            load.redis_down.store(true, Ordering::SeqCst);
             let cut = relay.outage(outage);
             let emptied = forget_keys(redis_target, &prefix);
             let (_, emptied) = tokio::join!(cut, emptied);
             if let Err(e) = emptied {
                 eprintln!("emptying the soak's Redis keys failed: {e:#}");
             }
-            // Reconnecting takes the instances a moment.
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            load.redis_down.store(false, Ordering::SeqCst);
         }
     });
     tasks.spawn({
@@ -350,7 +343,9 @@ impl Load {
                 Seen::BrokeMidStream
             }
             429 if refusal => Seen::RefusedByLimit,
-            503 if quota && self.redis_down.load(Ordering::SeqCst) => Seen::LimiterDown,
+            // Until the instance has its Redis connection back, which may
+            // take a moment past the outage's end.
+            503 if quota && text.contains("limits cannot be checked") => Seen::LimiterDown,
             _ => Seen::Failed,
         };
         let head: String = text.chars().take(200).collect();
