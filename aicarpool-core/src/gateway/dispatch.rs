@@ -107,13 +107,18 @@ pub(super) async fn dispatch(
             }
         };
         let latency = attempt_started.elapsed();
-        let mut answer = Answer::read(protocol, resp, inner.config.idle_timeout).await;
+        // An error body is read within what is left of the attempt's
+        // first-byte budget: a refusal that stalls must not hold failover.
+        let first_byte_by = attempt_started + timeout;
+        let left = first_byte_by.saturating_duration_since(Instant::now());
+        let mut answer = Answer::read(protocol, resp, left).await;
         if !answer.class.fails_over() {
             // Nothing has reached the client yet: an answer that stalls or
             // breaks before its first byte still fails over.
             let patience = Patience {
-                first_byte_by: (attempt_started + timeout).into(),
+                first_byte_by: first_byte_by.into(),
                 between_chunks: first_byte.min(inner.config.idle_timeout),
+                read_by: (ctx.started + inner.config.total_timeout).into(),
                 max_bytes: inner.config.max_response_bytes,
             };
             match first_byte::ready(answer.resp, &patience).await {

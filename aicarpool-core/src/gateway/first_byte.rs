@@ -46,6 +46,8 @@ pub(super) struct Patience {
     pub first_byte_by: Instant,
     /// Longest pause between two chunks of a whole answer.
     pub between_chunks: Duration,
+    /// When a whole answer must be read (the request's total bound).
+    pub read_by: Instant,
     /// Largest whole answer.
     pub max_bytes: usize,
 }
@@ -77,7 +79,10 @@ pub(super) async fn ready(
         let wait = if stream {
             tokio::time::timeout_at(patience.first_byte_by, chunks.next()).await
         } else {
-            tokio::time::timeout(patience.between_chunks, chunks.next()).await
+            let until = patience
+                .read_by
+                .min(Instant::now() + patience.between_chunks);
+            tokio::time::timeout_at(until, chunks.next()).await
         };
         match wait {
             Err(_) => {
@@ -139,6 +144,7 @@ mod tests {
         Patience {
             first_byte_by: Instant::now() + Duration::from_millis(ms),
             between_chunks: Duration::from_millis(ms),
+            read_by: Instant::now() + Duration::from_secs(60),
             max_bytes: 100,
         }
     }
