@@ -35,9 +35,22 @@ for _ in $(seq 50); do grep -q 'listening on' "$work/mock.out" && break; sleep 0
 upstream=$(sed -n 's/^listening on //p' "$work/mock.out")
 echo "mock upstream: $upstream"
 
+# Two faulty upstreams for the failover check below: one that never
+# answers, one that answers gzip although asked for identity.
+start_faulty() {
+  AICARPOOL_MOCK_FAULT=$1 "$bin/aicarpool-mock-upstream" 127.0.0.1:0 sk-ant-e2e-upstream >"$work/$1.out" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 50); do grep -q 'listening on' "$work/$1.out" && break; sleep 0.1; done
+  sed -n 's/^listening on //p' "$work/$1.out"
+}
+stalling=$(start_faulty stall)
+gzipping=$(start_faulty gzip)
+
 port=$(free_port)
 gw="http://127.0.0.1:$port"
-# The mock upstream is on loopback, which the outbound guard denies by default.
+# The mock upstream is on loopback, which the outbound guard denies by
+# default. A stalled first byte fails over after 5 s rather than 30.
+AICARPOOL_STREAM_FIRST_BYTE_TIMEOUT_MS=5000 AICARPOOL_FIRST_BYTE_TIMEOUT_MS=5000 \
 AICARPOOL_UPSTREAM_ALLOW="127.0.0.0/8,::1" AICARPOOL_LISTEN="127.0.0.1:$port" AICARPOOL_PUBLIC_URL="$gw" \
   AICARPOOL_DATABASE_URL="sqlite://$work/aicarpool.db" \
   "$bin/aicarpool" serve >"$work/server.log" 2>&1 &
@@ -64,15 +77,44 @@ base_url=$(echo "$created" | json "['guide']['claudeCode']['ANTHROPIC_BASE_URL']
 echo "group $group, account $account, key ${key:0:24}…"
 
 mkdir -p "$work/home"
-answer=$(cd "$work" && HOME="$work/home" ANTHROPIC_BASE_URL="$base_url" ANTHROPIC_AUTH_TOKEN="$key" \
-  DISABLE_TELEMETRY=1 DISABLE_ERROR_REPORTING=1 CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
-  timeout 180 claude -p "Say hello" </dev/null 2>"$work/claude.err") || {
-  echo "claude failed:"; cat "$work/claude.err"; tail -20 "$work/server.log"; exit 1; }
+ask_claude() {
+  (cd "$work" && HOME="$work/home" ANTHROPIC_BASE_URL="$base_url" ANTHROPIC_AUTH_TOKEN="$key" \
+    DISABLE_TELEMETRY=1 DISABLE_ERROR_REPORTING=1 CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
+    timeout 180 claude -p "Say hello" </dev/null 2>"$work/claude.err") || {
+    echo "claude failed:"; cat "$work/claude.err"; tail -20 "$work/server.log"; exit 1; }
+}
+answer=$(ask_claude)
 echo "claude answered: $answer"
 case "$answer" in
   *"Hello from the mock upstream."*) ;;
   *) echo "unexpected answer"; cat "$work/claude.err"; exit 1 ;;
 esac
+
+# Failover: a silent account and a gzip one are tried before the healthy one.
+add_account() {
+  curl -fsS "$gw/api/groups/$group/accounts" "${auth[@]}" \
+    -d "{\"name\":\"$1\",\"platform\":\"claude_api\",\"baseUrl\":\"$2\",\"credentials\":{\"apiKey\":\"sk-ant-e2e-upstream\"}}" | json "['id']"
+}
+silent_account=$(add_account "silent relay" "$stalling")
+gzip_account=$(add_account "gzip relay" "$gzipping")
+curl -fsS -X PUT "$gw/api/groups/$group/binding" "${auth[@]}" \
+  -d "{\"mode\":\"dedicated\",\"accounts\":[{\"accountId\":\"$silent_account\",\"priority\":1},{\"accountId\":\"$gzip_account\",\"priority\":2},{\"accountId\":\"$account\",\"priority\":3}]}" >/dev/null
+started=$(date +%s)
+answer=$(ask_claude)
+took=$(( $(date +%s) - started ))
+echo "claude answered past a silent account in ${took} s: $answer"
+case "$answer" in
+  *"Hello from the mock upstream."*) ;;
+  *) echo "unexpected answer after failover"; cat "$work/claude.err"; exit 1 ;;
+esac
+[ "$took" -lt 60 ] || { echo "failover took too long"; exit 1; }
+for _ in $(seq 30); do
+  gzip_usage=$(curl -fsS "$gw/api/usage?scope=account&id=$gzip_account" -H "authorization: Bearer $token")
+  [ "$(echo "$gzip_usage" | json "['totals']['requests']")" -ge 1 ] && break
+  sleep 0.2
+done
+echo "usage on the gzip account: $(echo "$gzip_usage" | json "['totals']")"
+[ "$(echo "$gzip_usage" | json "['totals']['outputTokens']")" -gt 0 ] || { echo "the gzip answer's usage was not read"; exit 1; }
 
 usage=""
 for _ in $(seq 30); do

@@ -3,8 +3,29 @@
 //! `aicarpool-mock-upstream [LISTEN_ADDR] [API_KEY] [anthropic|gemini|openai]`
 //! (defaults `127.0.0.1:0`, `sk-mock-upstream`, `anthropic`) prints
 //! `listening on <url>` and answers until killed.
+//!
+//! `AICARPOOL_MOCK_FAULT` makes an Anthropic mock fail every request the
+//! same way: `stall` (reads the request, never answers), `stall-after-headers`
+//! or `gzip` (answers compressed whatever was asked).
 
-use aicarpool_testkit::{MockGemini, MockOpenAi, MockUpstream};
+use aicarpool_testkit::{Behavior, Encoding, MockGemini, MockOpenAi, MockUpstream};
+
+/// Requests a faulty mock fails: more than any script sends.
+const FAULTY_ANSWERS: usize = 100_000;
+
+fn fault() -> anyhow::Result<Option<Behavior>> {
+    let Ok(name) = std::env::var("AICARPOOL_MOCK_FAULT") else {
+        return Ok(None);
+    };
+    Ok(Some(match name.as_str() {
+        "stall" => Behavior::StallBeforeHeaders,
+        "stall-after-headers" => Behavior::StallAfterHeaders,
+        "gzip" => Behavior::Compressed(Encoding::Gzip),
+        other => anyhow::bail!(
+            "unknown AICARPOOL_MOCK_FAULT `{other}` (stall, stall-after-headers, gzip)"
+        ),
+    }))
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -18,6 +39,9 @@ async fn main() -> anyhow::Result<()> {
     let (url, hits): (String, Box<dyn Fn() -> usize>) = match protocol.as_str() {
         "anthropic" => {
             let m = MockUpstream::start_on(addr, &key).await?;
+            if let Some(fault) = fault()? {
+                m.push(std::iter::repeat_n(fault, FAULTY_ANSWERS));
+            }
             (m.url.clone(), Box::new(move || m.hits()))
         }
         "gemini" => {
