@@ -73,8 +73,9 @@ mod probe;
 mod relay;
 mod routes;
 mod routing;
+pub mod telemetry;
 
-pub use error::GatewayError;
+pub use error::{GatewayError, REFUSAL_HEADER};
 pub use invalidation::{Invalidation, InvalidationBus};
 pub use paths::{protocol_of, AI_PROXY_PREFIX};
 use routes::RouteTable;
@@ -393,8 +394,25 @@ impl Gateway {
         B::Error: std::fmt::Display,
     {
         let started = Instant::now();
+        let protocol = paths::protocol_of(req.uri().path());
+        let _in_flight = telemetry::InFlight::start();
+        let (mut response, upstream) =
+            telemetry::timing_upstream(self.serve_read(req, protocol, started)).await;
+        telemetry::answered(protocol, &mut response, started.elapsed(), upstream);
+        response
+    }
+
+    async fn serve_read<B>(
+        &self,
+        req: http::Request<B>,
+        protocol: Protocol,
+        started: Instant,
+    ) -> http::Response<GatewayBody>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: std::fmt::Display,
+    {
         let (mut parts, body) = req.into_parts();
-        let protocol = paths::protocol_of(parts.uri.path());
         // Unknown paths and methods are refused before anything is read, a
         // loop before its key costs a lookup, a stranger before the body.
         let route = match paths::route(&parts.method, parts.uri.path()) {
@@ -421,9 +439,22 @@ impl Gateway {
     /// Serves one data-plane request: Anthropic `…/messages`, and under
     /// [`AI_PROXY_PREFIX`] the Gemini and OpenAI APIs. Errors are written
     /// in the protocol of the path.
-    pub async fn handle(&self, mut req: http::Request<Bytes>) -> http::Response<GatewayBody> {
+    pub async fn handle(&self, req: http::Request<Bytes>) -> http::Response<GatewayBody> {
         let started = Instant::now();
         let protocol = paths::protocol_of(req.uri().path());
+        let _in_flight = telemetry::InFlight::start();
+        let (mut response, upstream) =
+            telemetry::timing_upstream(self.handle_read(req, protocol, started)).await;
+        telemetry::answered(protocol, &mut response, started.elapsed(), upstream);
+        response
+    }
+
+    async fn handle_read(
+        &self,
+        mut req: http::Request<Bytes>,
+        protocol: Protocol,
+        started: Instant,
+    ) -> http::Response<GatewayBody> {
         let route = match paths::route(req.method(), req.uri().path()) {
             Ok(r) => r,
             Err(no) => return paths::refusal(no, protocol),

@@ -128,6 +128,12 @@ pub struct ServeConfig {
     #[arg(long, env = "AICARPOOL_MAX_BUFFERED_BODY_MB", default_value_t = 512)]
     pub max_buffered_body_mb: usize,
 
+    /// Address of a listener serving only `/metrics`, without a token
+    /// (keep it off the public network). Without it `/metrics` is on the
+    /// main listener and needs the admin token.
+    #[arg(long, env = "AICARPOOL_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Claude OAuth endpoints (`AICARPOOL_CLAUDE_OAUTH_*`).
     #[command(flatten)]
     pub claude_oauth: ClaudeOAuthArgs,
@@ -192,6 +198,7 @@ impl ServeConfig {
             // Tests' mock upstreams listen on loopback.
             upstream_allow: parse_upstream_allow("127.0.0.0/8,::1").unwrap_or_default(),
             max_buffered_body_mb: 512,
+            metrics_listen: None,
             claude_oauth: ClaudeOAuthArgs::default(),
             sign_in: SignInArgs::for_tests(),
             timeouts: TimeoutArgs::default(),

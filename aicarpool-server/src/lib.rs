@@ -24,6 +24,7 @@ pub mod config;
 pub mod dataplane;
 pub mod error;
 pub mod mail;
+pub mod metrics;
 pub mod ops;
 mod panics;
 pub mod state;
@@ -34,6 +35,10 @@ pub use state::AppState;
 /// Opens the database, loads the master key, builds the gateway and creates
 /// the configured administrator.
 pub async fn build_state(config: ServeConfig) -> anyhow::Result<AppState> {
+    // Before the gateway records anything.
+    if metrics::recorder().is_none() {
+        tracing::warn!("another metrics recorder is installed; /metrics will answer 503");
+    }
     // The key first: a shared database without one must not even be opened.
     let master_key = load_master_key(&config)?;
     let store = backend::open_store(&config).await?;
@@ -89,6 +94,7 @@ pub async fn build_state(config: ServeConfig) -> anyhow::Result<AppState> {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(ops::routes())
+        .merge(metrics::routes())
         .merge(api::routes())
         .merge(dataplane::routes())
         .layer(CatchPanicLayer::custom(panics::caught))

@@ -51,6 +51,18 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding {listen}"))?;
             tracing::info!(listen = %listener.local_addr()?, %public_url, "aicarpool listening");
+            if let Some(addr) = state.config.metrics_listen {
+                let metrics = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the metrics listener {addr}"))?;
+                tracing::info!(listen = %metrics.local_addr()?, "metrics listening");
+                let app = aicarpool_server::metrics::own_listener(state.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(metrics, app).await {
+                        tracing::error!(error = %e, "the metrics listener stopped");
+                    }
+                });
+            }
             aicarpool_server::serve(state, listener, shutdown_signal()).await
         }
     }

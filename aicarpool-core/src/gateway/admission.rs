@@ -123,6 +123,7 @@ impl Inner {
                 refusal: Some(r.reason()),
             },
             AdmitError::Unavailable(m) => {
+                super::telemetry::limiter_error();
                 GatewayError::Unavailable(format!("limits cannot be checked right now: {m}"))
             }
         })

@@ -8,7 +8,7 @@ use http::Response;
 use super::answer::Answer;
 use super::exchange::{RequestContext, Wire};
 use super::first_byte::{self, NotReady, Patience};
-use super::{failover, relay, GatewayBody, GatewayError, Inner, Invalidation};
+use super::{failover, relay, telemetry, GatewayBody, GatewayError, Inner, Invalidation};
 use crate::account::Protocol;
 use crate::provider::retry_after;
 use crate::router::window::RateSignals;
@@ -88,10 +88,12 @@ pub(super) async fn dispatch(
         ctx.count_attempt();
         last_account = Some(account_id.to_owned());
         let attempt_started = Instant::now();
+        let platform = candidate.account.account.platform.as_str();
         let call = leg.send(inner, ctx, &candidate.account);
         let resp = match tokio::time::timeout(timeout, call).await {
             Ok(Ok(resp)) => resp,
             failed => {
+                telemetry::upstream_attempt(platform, attempt_started.elapsed());
                 let not_ready = match failed {
                     Ok(Err(e)) => NotReady {
                         reason: e.to_string(),
@@ -112,7 +114,9 @@ pub(super) async fn dispatch(
         let first_byte_by = attempt_started + timeout;
         let left = first_byte_by.saturating_duration_since(Instant::now());
         let mut answer = Answer::read(protocol, resp, left).await;
-        if !answer.class.fails_over() {
+        if answer.class.fails_over() {
+            telemetry::upstream_attempt(platform, attempt_started.elapsed());
+        } else {
             // Nothing has reached the client yet: an answer that stalls or
             // breaks before its first byte still fails over.
             let patience = Patience {
@@ -121,7 +125,9 @@ pub(super) async fn dispatch(
                 read_by: (ctx.started + inner.config.total_timeout).into(),
                 max_bytes: inner.config.max_response_bytes,
             };
-            match first_byte::ready(answer.resp, &patience).await {
+            let ready = first_byte::ready(answer.resp, &patience).await;
+            telemetry::upstream_attempt(platform, attempt_started.elapsed());
+            match ready {
                 Ok(resp) => answer.resp = resp,
                 Err(not_ready) => {
                     last_message = Some(attempt_failed(inner, &mut tally, account_id, not_ready));

@@ -173,7 +173,7 @@ pub(super) async fn serve(
         Err(e) => {
             if path.metered {
                 inner
-                    .record_failure(&key, failed(&e, None, "", 0), started)
+                    .record_failure(&key, path.client, failed(&e, None, "", 0), started)
                     .await;
             }
             return Err(e);
@@ -185,7 +185,7 @@ pub(super) async fn serve(
             Ok(p) => Some(p),
             Err(e) => {
                 let f = failed(&e, None, &inbound.model, 0);
-                inner.record_failure(&key, f, started).await;
+                inner.record_failure(&key, path.client, f, started).await;
                 return Err(e);
             }
         }
@@ -212,7 +212,9 @@ pub(super) async fn serve(
         Err((e, account_id)) => {
             if path.metered {
                 let f = failed(&e, account_id, &ctx.model, ctx.attempts());
-                inner.record_failure(&ctx.key, f, started).await;
+                inner
+                    .record_failure(&ctx.key, path.client, f, started)
+                    .await;
             }
             Err(e)
         }
@@ -282,6 +284,7 @@ impl Inner {
     pub(super) async fn record_failure(
         &self,
         key: &KeyRecord,
+        client: Protocol,
         failed: Failed<'_>,
         started: Instant,
     ) {
@@ -297,6 +300,7 @@ impl Inner {
         );
         record.refusal = failed.error.refusal();
         record.attempts = failed.attempts;
+        super::telemetry::settled(client, &record);
         self.queue_record(record).await;
     }
 }

@@ -84,6 +84,7 @@ impl Settlement {
         }
         record.ttfb_ms = Some(u64::try_from(self.ttfb.as_millis()).unwrap_or(u64::MAX));
         record.attempts = self.attempts;
+        super::telemetry::settled(self.client, &record);
         // Counters first, so they never lag the store; and before the
         // answer ends, so the member's next request sees the settled spend
         // rather than this reservation. A slow shared backend holds the
@@ -146,6 +147,7 @@ pub(super) async fn respond(
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let idle = inner.config.idle_timeout;
         let tap = leg.tap(ctx);
+        let open = super::telemetry::InFlight::start();
         inner.streams.spawn(pump(
             upstream.bytes_stream().boxed(),
             tx,
@@ -155,6 +157,7 @@ pub(super) async fn respond(
                 idle,
                 total_deadline,
             },
+            open,
         ));
         let frames = ReceiverStream::new(rx).map(|chunk| Ok::<_, BodyError>(Frame::data(chunk)));
         StreamBody::new(frames).boxed_unsync()
@@ -225,6 +228,8 @@ async fn pump(
     mut settlement: Settlement,
     mut tap: Box<dyn StreamTap>,
     bounds: Bounds,
+    // Counted in flight until the stream is over.
+    _open: super::telemetry::InFlight,
 ) {
     let inner = settlement.inner.clone();
     let config = &inner.config;

@@ -72,6 +72,8 @@ impl UsageWriter {
         if let Err(e) = self.tx.send(record.bounded()).await {
             tracing::error!(record_id = %e.0.id, "usage writer stopped; record dropped");
         }
+        let waiting = self.tx.max_capacity() - self.tx.capacity();
+        metrics::gauge!(crate::gateway::telemetry::USAGE_WRITER_QUEUE).set(waiting as f64);
     }
 
     /// Writes every record queued before this call and returns once the
@@ -168,6 +170,9 @@ async fn write_queued(
             return;
         }
         write(store, batch, false).await;
+        // What still waits: the queue and a batch that could not be written.
+        let waiting = rx.len() + batch.len();
+        metrics::gauge!(crate::gateway::telemetry::USAGE_WRITER_QUEUE).set(waiting as f64);
         if !batch.is_empty() || queued == 0 {
             return;
         }

@@ -175,7 +175,7 @@ pub async fn admin_token_user(state: &AppState) -> ApiResult<Option<User>> {
 
 /// Compares two secrets in time independent of where they differ, by
 /// comparing fixed-length digests.
-fn ct_eq_digest(a: &str, b: &str) -> bool {
+pub(crate) fn ct_eq_digest(a: &str, b: &str) -> bool {
     let (da, db) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
     da.iter()
         .zip(db.iter())

@@ -94,6 +94,7 @@ use utoipa::OpenApi;
         unified_chat,
         healthz,
         readyz,
+        metrics,
     ),
     tags(
         (name = "identity"), (name = "enterprises"), (name = "departments"),
@@ -201,3 +202,12 @@ fn healthz() {}
     responses((status = 200, description = "the database is reachable (503 when not)")))]
 #[allow(dead_code)]
 fn readyz() {}
+
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text: requests, durations, the gateway's own overhead, upstream time, time to first byte, tokens, cost, requests in flight, account states, subscription windows, the usage writer's queue, limiter errors"),
+        (status = 401, description = "no token"),
+        (status = 403, description = "not the admin token"),
+        (status = 404, description = "served on `AICARPOOL_METRICS_LISTEN` instead")))]
+#[allow(dead_code)]
+fn metrics() {}

@@ -12,6 +12,7 @@ mod instances;
 mod invitations_smtp;
 mod limits;
 mod management;
+mod metrics;
 mod oauth;
 mod openapi;
 mod permissions;

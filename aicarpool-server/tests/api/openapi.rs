@@ -29,7 +29,7 @@ fn normalize(path: &str) -> String {
 }
 
 /// Paths the server mounts outside the management router.
-const OTHER_MOUNTS: [&str; 8] = [
+const OTHER_MOUNTS: [&str; 9] = [
     "/api/v1/messages",
     "/api/v1/v1/messages",
     "/v1/messages",
@@ -38,6 +38,7 @@ const OTHER_MOUNTS: [&str; 8] = [
     "/v1/messages/count_tokens",
     "/healthz",
     "/readyz",
+    "/metrics",
 ];
 
 /// Every path written in backticks in API.md.
