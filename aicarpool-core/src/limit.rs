@@ -303,6 +303,12 @@ pub trait Limiter: Send + Sync + fmt::Debug {
     /// Waits until settlements still on their way to a shared backend have
     /// arrived (at shutdown). Counters in this process need nothing.
     async fn flush(&self) {}
+
+    /// Whether a shared backend answers now, for readiness checks: the
+    /// reason when it does not. Counters in this process are always ready.
+    async fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// What a limiter keeps for one admitted request.

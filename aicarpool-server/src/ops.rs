@@ -1,4 +1,5 @@
-//! Operations endpoints: `/healthz` and `/readyz`.
+//! Operations endpoints: `/healthz` and `/readyz` (the database, and the
+//! shared limiter's Redis when one is configured).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,14 +20,19 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable", "reason": "database unreachable"})),
-            )
-        }
+    let unavailable = |reason: &str| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "reason": reason})),
+        )
+    };
+    if let Err(e) = state.store.ping().await {
+        tracing::warn!(error = %e, "readiness check failed: database");
+        return unavailable("database unreachable");
     }
+    if let Err(e) = state.gateway.limiter().ready().await {
+        tracing::warn!(error = %e, "readiness check failed: redis");
+        return unavailable("redis unreachable");
+    }
+    (StatusCode::OK, Json(json!({"status": "ready"})))
 }

@@ -502,6 +502,10 @@ impl Limiter for RedisLimiter {
         RedisLimiter::flush(self).await;
     }
 
+    async fn ready(&self) -> Result<(), String> {
+        self.ping().await.map_err(|e| e.to_string())
+    }
+
     async fn admit(&self, request: AdmissionRequest<'_>) -> Result<Permit, AdmitError> {
         let mut scopes: Vec<(Scope, KeyLimits)> = Vec::with_capacity(request.scopes.len());
         for s in request.scopes {

@@ -264,6 +264,7 @@ pub async fn patch(
     ValidJson(body): ValidJson<PatchGroup>,
 ) -> ApiResult<Json<GroupView>> {
     let (mut group, _) = require_group_role(&state, &caller, &id, GroupRole::Admin).await?;
+    let before = group.clone();
     if let Some(n) = &body.name {
         group.name = input::name("name", n)?;
     }
@@ -280,8 +281,42 @@ pub async fn patch(
     // Group limits are read by the data plane with the group's routes.
     state.gateway.invalidate_group(&group.id);
     tracing::info!(group_id = %group.id, "group updated");
+    audit_changes(&state, &caller, &before, &group).await;
     let role = own_role(&state, &caller, &id).await?;
     Ok(Json(GroupView { group, role }))
+}
+
+/// Records what a `PATCH` changed (a move is recorded as `group.moved`):
+/// the fields, with their values before and after.
+async fn audit_changes(state: &AppState, caller: &Caller, before: &Group, after: &Group) {
+    let mut fields = Vec::new();
+    let (mut was, mut now) = (serde_json::Map::new(), serde_json::Map::new());
+    let mut note = |field: &str, old: serde_json::Value, new: serde_json::Value| {
+        if old != new {
+            fields.push(field.to_owned());
+            was.insert(field.to_owned(), old);
+            now.insert(field.to_owned(), new);
+        }
+    };
+    note("name", json!(before.name), json!(after.name));
+    note(
+        "maxMembers",
+        json!(before.max_members),
+        json!(after.max_members),
+    );
+    note("limits", json!(before.limits), json!(after.limits));
+    if fields.is_empty() {
+        return;
+    }
+    audit::record(
+        state,
+        Some(caller.id()),
+        "group.changed",
+        ("group", &after.id),
+        Scope::Group(&after.id),
+        json!({"fields": fields, "before": was, "after": now}),
+    )
+    .await;
 }
 
 /// Moves `group` to department `to` of its own enterprise; the caller must

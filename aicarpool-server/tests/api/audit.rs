@@ -132,4 +132,42 @@ async fn audit_log_tells_who_did_what_without_secrets() {
         .get(&format!("/api/audit?groupId={gid}&limit=0"), &owner)
         .await;
     assert_error(st, &b, StatusCode::BAD_REQUEST, "limit");
+
+    // A group edit says what changed, from what to what.
+    let (st, _) = s
+        .patch(
+            &format!("/api/groups/{gid}"),
+            &owner,
+            json!({"name": "renamed", "limits": {"requestsPerMinute": 30}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, log) = s
+        .get(&format!("/api/audit?groupId={gid}&limit=1"), &owner)
+        .await;
+    let entry = &log[0];
+    assert_eq!(entry["action"], "group.changed", "{log}");
+    assert_eq!(entry["detail"]["fields"], json!(["name", "limits"]));
+    assert_eq!(entry["detail"]["after"]["name"], "renamed");
+    assert_eq!(entry["detail"]["after"]["limits"]["requestsPerMinute"], 30);
+    assert_eq!(entry["actorId"], owner_id);
+    // An edit that changes nothing records nothing.
+    let (st, _) = s
+        .patch(
+            &format!("/api/groups/{gid}"),
+            &owner,
+            json!({"name": "renamed"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, log) = s
+        .get(&format!("/api/audit?groupId={gid}&limit=2"), &owner)
+        .await;
+    let changed = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "group.changed")
+        .count();
+    assert_eq!(changed, 1, "{log}");
 }

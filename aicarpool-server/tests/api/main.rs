@@ -15,6 +15,7 @@ mod management;
 mod metrics;
 mod oauth;
 mod openapi;
+mod ops;
 mod permissions;
 mod routing;
 mod security;
