@@ -99,7 +99,7 @@ async fn a_scrape_counts_answers_refusals_tokens_and_account_state() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(overhead >= 0.0 && overhead < 1000.0, "{overhead}");
+    assert!((0.0..1000.0).contains(&overhead), "{overhead}");
     assert!(answered.text().await.unwrap().contains("message_stop"));
     let refused = messages(&s, &key, false).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
