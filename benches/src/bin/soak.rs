@@ -43,6 +43,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 const UPSTREAM_KEY: &str = "sk-ant-api03-soak";
+/// Conversations the load keeps going, as a team's members do: each one's
+/// first message, and so its sticky session, recurs. (A new conversation
+/// per request would grow the router's sticky-session table, bounded by
+/// its one-hour idle expiry and 200,000 entries, for the whole first hour.)
+const CONVERSATIONS: u64 = 64;
 /// Tokens the quota key may spend: about a hundred answers of the mock.
 const QUOTA_TOKENS: u64 = 33_700;
 
@@ -294,7 +299,7 @@ impl Load {
             &self.free_key
         };
         let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 64, "stream": stream,
-                          "messages": [{"role": "user", "content": format!("soak {n}")}]});
+                          "messages": [{"role": "user", "content": format!("soak conversation {}", n % CONVERSATIONS)}]});
         self.sent.fetch_add(1, Ordering::SeqCst);
         let sent = self
             .client
