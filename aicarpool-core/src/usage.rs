@@ -218,9 +218,21 @@ pub struct UsageTotals {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cache_write_tokens: u64,
+    /// Of `cache_write_tokens`: written for 5 minutes, and for 1 hour
+    /// (priced 1.25× and 2× input).
+    #[serde(default)]
+    pub cache_write_5m_tokens: u64,
+    #[serde(default)]
+    pub cache_write_1h_tokens: u64,
     pub cache_read_tokens: u64,
     pub cost_micro_usd: i64,
     pub errors: u64,
+    /// Records whose usage is [`Accuracy::Estimated`] (no usage reported).
+    #[serde(default)]
+    pub estimated: u64,
+    /// Records whose usage is [`Accuracy::Partial`] (the answer broke off).
+    #[serde(default)]
+    pub partial: u64,
 }
 
 impl UsageTotals {
@@ -229,9 +241,13 @@ impl UsageTotals {
         self.input_tokens += r.usage.input_tokens;
         self.output_tokens += r.usage.output_tokens;
         self.cache_write_tokens += r.usage.cache_write_tokens();
+        self.cache_write_5m_tokens += r.usage.cache_write_5m_tokens;
+        self.cache_write_1h_tokens += r.usage.cache_write_1h_tokens;
         self.cache_read_tokens += r.usage.cache_read_tokens;
         self.cost_micro_usd += r.cost_micro_usd;
         self.errors += u64::from(r.is_error());
+        self.estimated += u64::from(r.accuracy == Accuracy::Estimated);
+        self.partial += u64::from(r.accuracy == Accuracy::Partial);
     }
 
     /// Cost in USD, for the API.

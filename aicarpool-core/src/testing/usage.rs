@@ -120,6 +120,14 @@ pub async fn usage<S: Store + ?Sized>(store: &S) {
     let report = store.usage_report(&whole_group).await.unwrap();
     assert_eq!(report.totals.requests, 9);
     assert!(report.rows.is_empty(), "no rows without group_by");
+    // The cache-write split and the accuracy counts are kept apart.
+    let t = &report.totals;
+    assert_eq!(
+        t.cache_write_5m_tokens + t.cache_write_1h_tokens,
+        t.cache_write_tokens
+    );
+    assert_eq!(t.cache_write_1h_tokens, 2 * t.cache_write_5m_tokens);
+    assert_eq!((t.estimated, t.partial), (3, 3), "{t:?}");
     assert_eq!(report, whole_group.aggregate(&records));
 
     let scopes = [

@@ -225,9 +225,16 @@ pub struct TotalsView {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cache_write_tokens: u64,
+    /// Of `cacheWriteTokens`: written for 5 minutes, and for 1 hour.
+    pub cache_write_5m_tokens: u64,
+    pub cache_write_1h_tokens: u64,
     pub cache_read_tokens: u64,
     pub cost_usd: f64,
     pub errors: u64,
+    /// Requests whose usage was estimated (none reported), or partial (the
+    /// answer broke off): their tokens and cost are a lower bound.
+    pub estimated: u64,
+    pub partial: u64,
 }
 
 impl From<&UsageTotals> for TotalsView {
@@ -237,9 +244,13 @@ impl From<&UsageTotals> for TotalsView {
             input_tokens: t.input_tokens,
             output_tokens: t.output_tokens,
             cache_write_tokens: t.cache_write_tokens,
+            cache_write_5m_tokens: t.cache_write_5m_tokens,
+            cache_write_1h_tokens: t.cache_write_1h_tokens,
             cache_read_tokens: t.cache_read_tokens,
             cost_usd: t.cost_usd(),
             errors: t.errors,
+            estimated: t.estimated,
+            partial: t.partial,
         }
     }
 }

@@ -108,6 +108,13 @@ async fn claude_code_through_every_prefix_streams_and_counts() {
     assert_eq!(totals["requests"], 3, "{totals}");
     assert_eq!(totals["inputTokens"], 3 * 25);
     assert_eq!(totals["outputTokens"], 3 * 12);
+    // The report keeps the cache-write split and says all was exact.
+    assert_eq!(totals["cacheWrite5mTokens"], 3 * 100, "{totals}");
+    assert_eq!(totals["cacheWrite1hTokens"], 3 * 200);
+    assert_eq!(
+        (totals["estimated"].clone(), totals["partial"].clone()),
+        (json!(0), json!(0))
+    );
     assert_eq!(totals["cacheWriteTokens"], 3 * 300);
     assert_eq!(totals["cacheReadTokens"], 3 * 50);
     assert_eq!(totals["errors"], 0);

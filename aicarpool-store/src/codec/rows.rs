@@ -276,9 +276,13 @@ fn totals_with_suffix<R: ReadRow>(row: &R, suffix: &str) -> StoreResult<UsageTot
         input_tokens: row.int(&col("input_tokens"))?,
         output_tokens: row.int(&col("output_tokens"))?,
         cache_write_tokens: row.int(&col("cache_write_tokens"))?,
+        cache_write_5m_tokens: row.int(&col("cache_write_5m_tokens"))?,
+        cache_write_1h_tokens: row.int(&col("cache_write_1h_tokens"))?,
         cache_read_tokens: row.int(&col("cache_read_tokens"))?,
         cost_micro_usd: row.i64(&col("cost_micro_usd"))?,
         errors: row.int(&col("errors"))?,
+        estimated: row.int(&col("estimated"))?,
+        partial: row.int(&col("partial"))?,
     })
 }
 
@@ -313,6 +317,10 @@ fn add(sum: &mut UsageTotals, t: &UsageTotals) {
     sum.input_tokens += t.input_tokens;
     sum.output_tokens += t.output_tokens;
     sum.cache_write_tokens += t.cache_write_tokens;
+    sum.cache_write_5m_tokens += t.cache_write_5m_tokens;
+    sum.cache_write_1h_tokens += t.cache_write_1h_tokens;
+    sum.estimated += t.estimated;
+    sum.partial += t.partial;
     sum.cache_read_tokens += t.cache_read_tokens;
     sum.cost_micro_usd += t.cost_micro_usd;
     sum.errors += t.errors;

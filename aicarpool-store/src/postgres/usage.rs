@@ -42,9 +42,13 @@ const TOTALS_SQL: &str = "COUNT(*) AS requests,
     COALESCE(SUM(output_tokens), 0)::BIGINT AS output_tokens,
     COALESCE(SUM(cache_write_5m_tokens + cache_write_1h_tokens), 0)::BIGINT
         AS cache_write_tokens,
+    COALESCE(SUM(cache_write_5m_tokens), 0)::BIGINT AS cache_write_5m_tokens,
+    COALESCE(SUM(cache_write_1h_tokens), 0)::BIGINT AS cache_write_1h_tokens,
     COALESCE(SUM(cache_read_tokens), 0)::BIGINT AS cache_read_tokens,
     COALESCE(SUM(cost_micro_usd), 0)::BIGINT AS cost_micro_usd,
-    COUNT(*) FILTER (WHERE status >= 400) AS errors";
+    COUNT(*) FILTER (WHERE status >= 400) AS errors,
+    COUNT(*) FILTER (WHERE accuracy = 'estimated') AS estimated,
+    COUNT(*) FILTER (WHERE accuracy = 'partial') AS partial";
 
 /// The `WHERE` condition of a scope, its ids bound from parameter
 /// `$first` on, and those ids.
@@ -86,14 +90,18 @@ fn since_columns(n: usize, first: usize) -> String {
             format!("COALESCE(SUM({expr}) FILTER (WHERE at >= ${p}), 0)::BIGINT AS {name}_{i}")
         };
         cols.push(format!(
-            "COUNT(*) FILTER (WHERE at >= ${p}) AS requests_{i}, {}, {}, {}, {}, {}, \
-             COUNT(*) FILTER (WHERE at >= ${p} AND status >= 400) AS errors_{i}",
+            "COUNT(*) FILTER (WHERE at >= ${p}) AS requests_{i}, {}, {}, {}, {}, {}, {}, {}, \
+             COUNT(*) FILTER (WHERE at >= ${p} AND status >= 400) AS errors_{i}, \
+             COUNT(*) FILTER (WHERE at >= ${p} AND accuracy = 'estimated') AS estimated_{i}, \
+             COUNT(*) FILTER (WHERE at >= ${p} AND accuracy = 'partial') AS partial_{i}",
             sum("input_tokens", "input_tokens"),
             sum("output_tokens", "output_tokens"),
             sum(
                 "cache_write_5m_tokens + cache_write_1h_tokens",
                 "cache_write_tokens"
             ),
+            sum("cache_write_5m_tokens", "cache_write_5m_tokens"),
+            sum("cache_write_1h_tokens", "cache_write_1h_tokens"),
             sum("cache_read_tokens", "cache_read_tokens"),
             sum("cost_micro_usd", "cost_micro_usd"),
         ));

@@ -28,9 +28,13 @@ const TOTALS_SQL: &str = "COUNT(*) AS requests,
     COALESCE(SUM(input_tokens), 0) AS input_tokens,
     COALESCE(SUM(output_tokens), 0) AS output_tokens,
     COALESCE(SUM(cache_write_5m_tokens + cache_write_1h_tokens), 0) AS cache_write_tokens,
+    COALESCE(SUM(cache_write_5m_tokens), 0) AS cache_write_5m_tokens,
+    COALESCE(SUM(cache_write_1h_tokens), 0) AS cache_write_1h_tokens,
     COALESCE(SUM(cache_read_tokens), 0) AS cache_read_tokens,
     COALESCE(SUM(cost_micro_usd), 0) AS cost_micro_usd,
-    COALESCE(SUM(status >= 400), 0) AS errors";
+    COALESCE(SUM(status >= 400), 0) AS errors,
+    COALESCE(SUM(accuracy = 'estimated'), 0) AS estimated,
+    COALESCE(SUM(accuracy = 'partial'), 0) AS partial";
 
 /// The `WHERE` condition of a scope and the values it binds.
 fn scope_filter(scope: &UsageScope) -> (&'static str, Vec<&str>) {
@@ -83,14 +87,18 @@ fn since_columns(n: usize, first: usize) -> String {
             format!("COALESCE(SUM(CASE WHEN at >= ?{p} THEN {expr} END), 0) AS {name}_{i}")
         };
         cols.push(format!(
-            "COALESCE(SUM(at >= ?{p}), 0) AS requests_{i}, {}, {}, {}, {}, {}, \
-             COALESCE(SUM(at >= ?{p} AND status >= 400), 0) AS errors_{i}",
+            "COALESCE(SUM(at >= ?{p}), 0) AS requests_{i}, {}, {}, {}, {}, {}, {}, {}, \
+             COALESCE(SUM(at >= ?{p} AND status >= 400), 0) AS errors_{i}, \
+             COALESCE(SUM(at >= ?{p} AND accuracy = 'estimated'), 0) AS estimated_{i}, \
+             COALESCE(SUM(at >= ?{p} AND accuracy = 'partial'), 0) AS partial_{i}",
             when("input_tokens", "input_tokens"),
             when("output_tokens", "output_tokens"),
             when(
                 "cache_write_5m_tokens + cache_write_1h_tokens",
                 "cache_write_tokens"
             ),
+            when("cache_write_5m_tokens", "cache_write_5m_tokens"),
+            when("cache_write_1h_tokens", "cache_write_1h_tokens"),
             when("cache_read_tokens", "cache_read_tokens"),
             when("cost_micro_usd", "cost_micro_usd"),
         ));
