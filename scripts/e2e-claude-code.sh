@@ -108,20 +108,21 @@ case "$answer" in
   *) echo "unexpected answer after failover"; cat "$work/claude.err"; exit 1 ;;
 esac
 [ "$took" -lt 60 ] || { echo "failover took too long"; exit 1; }
-for _ in $(seq 30); do
-  gzip_usage=$(curl -fsS "$gw/api/usage?scope=account&id=$gzip_account" -H "authorization: Bearer $token")
-  [ "$(echo "$gzip_usage" | json "['totals']['requests']")" -ge 1 ] && break
-  sleep 0.2
-done
+# The usage of a scope once it counts a request (the writer flushes in moments).
+usage_of() {
+  local report=""
+  for _ in $(seq 30); do
+    report=$(curl -fsS "$gw/api/usage?scope=$1&id=$2" -H "authorization: Bearer $token")
+    [ "$(echo "$report" | json "['totals']['requests']")" -ge 1 ] && break
+    sleep 0.2
+  done
+  echo "$report"
+}
+gzip_usage=$(usage_of account "$gzip_account")
 echo "usage on the gzip account: $(echo "$gzip_usage" | json "['totals']")"
 [ "$(echo "$gzip_usage" | json "['totals']['outputTokens']")" -gt 0 ] || { echo "the gzip answer's usage was not read"; exit 1; }
 
-usage=""
-for _ in $(seq 30); do
-  usage=$(curl -fsS "$gw/api/usage?scope=key&id=$key_id" -H "authorization: Bearer $token")
-  [ "$(echo "$usage" | json "['totals']['requests']")" -ge 1 ] && break
-  sleep 0.2
-done
+usage=$(usage_of key "$key_id")
 echo "usage: $(echo "$usage" | json "['totals']")"
 [ "$(echo "$usage" | json "['totals']['outputTokens']")" -gt 0 ] || { echo "usage not recorded"; exit 1; }
 if grep -q "$key" "$work/server.log" || grep -q sk-ant-e2e-upstream "$work/server.log"; then

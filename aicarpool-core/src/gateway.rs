@@ -395,11 +395,7 @@ impl Gateway {
     {
         let started = Instant::now();
         let protocol = paths::protocol_of(req.uri().path());
-        let _in_flight = telemetry::InFlight::start();
-        let (mut response, upstream) =
-            telemetry::timing_upstream(self.serve_read(req, protocol, started)).await;
-        telemetry::answered(protocol, &mut response, started.elapsed(), upstream);
-        response
+        telemetry::observed(protocol, started, self.serve_read(req, protocol, started)).await
     }
 
     async fn serve_read<B>(
@@ -442,11 +438,7 @@ impl Gateway {
     pub async fn handle(&self, req: http::Request<Bytes>) -> http::Response<GatewayBody> {
         let started = Instant::now();
         let protocol = paths::protocol_of(req.uri().path());
-        let _in_flight = telemetry::InFlight::start();
-        let (mut response, upstream) =
-            telemetry::timing_upstream(self.handle_read(req, protocol, started)).await;
-        telemetry::answered(protocol, &mut response, started.elapsed(), upstream);
-        response
+        telemetry::observed(protocol, started, self.handle_read(req, protocol, started)).await
     }
 
     async fn handle_read(

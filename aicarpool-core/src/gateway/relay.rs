@@ -349,21 +349,32 @@ async fn pump(
     settlement.settle(seen.usage, status, accuracy).await;
 }
 
-/// Reads a whole body up to `limit` bytes.
+/// Reads a whole body up to `limit` bytes. A body in one chunk (as
+/// dispatch hands over a whole answer it has read already) is not copied.
 async fn read_all(resp: reqwest::Response, limit: usize) -> Result<Bytes, String> {
     let mut stream = resp.bytes_stream();
+    let mut first: Option<Bytes> = None;
     let mut buf = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
             tracing::warn!(error = %e, "reading the upstream answer failed");
             "reading the upstream answer failed".to_owned()
         })?;
-        if buf.len() + chunk.len() > limit {
+        let held = first.as_ref().map_or(0, Bytes::len) + buf.len();
+        if held + chunk.len() > limit {
             return Err(format!("the upstream answer is larger than {limit} bytes"));
         }
-        buf.extend_from_slice(&chunk);
+        match first.take() {
+            None if buf.is_empty() => first = Some(chunk),
+            earlier => {
+                if let Some(earlier) = earlier {
+                    buf.extend_from_slice(&earlier);
+                }
+                buf.extend_from_slice(&chunk);
+            }
+        }
     }
-    Ok(Bytes::from(buf))
+    Ok(first.unwrap_or_else(|| Bytes::from(buf)))
 }
 
 /// Reads at most `limit` bytes of a body (for error messages).

@@ -92,9 +92,22 @@ tokio::task_local! {
     static UPSTREAM_TIME: Cell<Duration>;
 }
 
+/// Serves one data-plane request through `serve`, counted in flight, and
+/// observes its answer's head (see [`answered`]).
+pub(super) async fn observed(
+    protocol: Protocol,
+    started: std::time::Instant,
+    serve: impl std::future::Future<Output = http::Response<super::GatewayBody>>,
+) -> http::Response<super::GatewayBody> {
+    let _in_flight = InFlight::start();
+    let (mut response, upstream) = timing_upstream(serve).await;
+    answered(protocol, &mut response, started.elapsed(), upstream);
+    response
+}
+
 /// Runs `serve` with a clock of its upstream time; returns its result and
 /// the time its upstream attempts took.
-pub(super) async fn timing_upstream<F: std::future::Future>(serve: F) -> (F::Output, Duration) {
+async fn timing_upstream<F: std::future::Future>(serve: F) -> (F::Output, Duration) {
     UPSTREAM_TIME
         .scope(Cell::new(Duration::ZERO), async move {
             let out = serve.await;
@@ -112,7 +125,7 @@ pub(super) fn upstream_attempt(platform: &'static str, took: Duration) {
 
 /// An answer's head is going out: counts it, records the gateway's own
 /// time and writes it in the answer's headers.
-pub(super) fn answered(
+fn answered(
     protocol: Protocol,
     response: &mut http::Response<super::GatewayBody>,
     elapsed: Duration,

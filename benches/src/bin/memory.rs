@@ -96,7 +96,7 @@ async fn run(args: Args) -> Result<()> {
                 client.clone(),
                 key.clone(),
                 body.clone(),
-                server.url.clone(),
+                server.process.url.clone(),
             );
             tokio::spawn(async move { send(&client, &url, &key, body).await })
         })
@@ -245,7 +245,6 @@ impl Sink {
 /// The `aicarpool` server as a child process, on its own SQLite file.
 struct Server {
     process: ServerProcess,
-    url: String,
     allocator: String,
     _dir: tempfile::TempDir,
 }
@@ -269,7 +268,6 @@ impl Server {
         ];
         let process = ServerProcess::start(&exe, &env).await?;
         Ok(Self {
-            url: process.url.clone(),
             process,
             allocator: args.allocator.clone(),
             _dir: dir,
@@ -293,7 +291,7 @@ impl Server {
     }
 
     async fn send(&self, client: &reqwest::Client, key: &str, body: Bytes) -> Result<u16> {
-        send(client, &self.url, key, body).await
+        send(client, &self.process.url, key, body).await
     }
 
     fn rss_kib(&self) -> Result<u64> {
