@@ -15,7 +15,9 @@ use crate::account::Account;
 use crate::binding::Binding;
 use crate::key::{KeyHash, KeyRecord};
 use crate::org::{Group, GroupRole, Invitation, Membership, Session, User};
-use crate::usage::{UsageQuery, UsageRecord, UsageReport, UsageScope, UsageTotals};
+use crate::usage::{
+    RequestPage, RequestQuery, UsageQuery, UsageRecord, UsageReport, UsageScope, UsageTotals,
+};
 
 mod credentials;
 mod enterprise;
@@ -182,6 +184,21 @@ pub trait UsageStore: Send + Sync {
     }
 }
 
+/// The request log: records read back a page at a time, and the
+/// retention that folds old ones into hourly rollups.
+#[async_trait]
+pub trait RequestLogStore: Send + Sync {
+    /// The records of the query's scope that pass its filters, newest
+    /// first (ties by id, descending), one page.
+    async fn requests(&self, query: &RequestQuery) -> StoreResult<RequestPage>;
+
+    /// Adds every record older than `before` to the rollup of its hour,
+    /// key, account and model (see [`crate::usage::UsageRollup`]) and
+    /// deletes it, in one transaction, so every report sums the same
+    /// before and after. Returns how many records were folded.
+    async fn roll_up_before(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+}
+
 /// Liveness of the backend, for `/readyz`.
 #[async_trait]
 pub trait HealthCheck: Send + Sync {
@@ -195,6 +212,7 @@ pub trait Store:
     + AccountStore
     + KeyStore
     + UsageStore
+    + RequestLogStore
     + EnterpriseStore
     + AuditStore
     + CredentialStore
@@ -209,6 +227,7 @@ impl<T> Store for T where
         + AccountStore
         + KeyStore
         + UsageStore
+        + RequestLogStore
         + EnterpriseStore
         + AuditStore
         + CredentialStore

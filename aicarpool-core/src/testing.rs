@@ -25,6 +25,7 @@ mod enterprise;
 mod groups;
 mod keys;
 pub mod limiter;
+mod request_log;
 mod usage;
 mod usage_since;
 mod users;
@@ -40,6 +41,7 @@ pub use groups::{
     groups, invitations, invitations_concurrent, members, members_concurrent, members_limit,
 };
 pub use keys::{delete_group_cascades, keys};
+pub use request_log::{request_log, request_log_retention};
 pub use usage::{usage, usage_record};
 pub use usage_since::usage_since;
 pub use users::{password_hash, ping, sessions, user_sessions, users};
@@ -80,6 +82,8 @@ pub async fn run_all<S: Store + ?Sized>(store: &S) {
     delete_group_cascades(store).await;
     usage(store).await;
     usage_since(store).await;
+    request_log(store).await;
+    request_log_retention(store).await;
     enterprises(store).await;
     departments(store).await;
     role_invitations(store).await;

@@ -3,8 +3,13 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+mod fact;
+mod log;
 mod writer;
 
+pub use fact::{RollupKey, UsageFact, UsageRollup};
+pub(crate) use log::log_order;
+pub use log::{RequestCursor, RequestPage, RequestQuery, StatusFilter, MAX_REQUEST_PAGE};
 pub use writer::{UsageWriter, UsageWriterConfig};
 
 /// Tokens of one request, split the way prices are.
@@ -104,6 +109,10 @@ impl RefusalReason {
     }
 }
 
+/// Most accounts a record names in its failover path; a request tries
+/// only a few (`GatewayConfig::max_attempts`).
+pub const MAX_FAILED_OVER: usize = 16;
+
 /// One request, as recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -137,6 +146,10 @@ pub struct UsageRecord {
     /// Upstream accounts tried, the one that answered included.
     #[serde(default)]
     pub attempts: u32,
+    /// The accounts tried before `account_id`, in order, when the request
+    /// failed over: the request log's failover path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_over: Vec<String>,
 }
 
 impl UsageRecord {
@@ -162,6 +175,10 @@ impl UsageRecord {
         }
         if let Some(m) = &mut self.served_model {
             clip_owned(m, MAX_MODEL_LEN);
+        }
+        self.failed_over.truncate(MAX_FAILED_OVER);
+        for a in &mut self.failed_over {
+            clip_owned(a, MAX_ID_LEN);
         }
         self
     }
@@ -250,6 +267,21 @@ impl UsageTotals {
         self.partial += u64::from(r.accuracy == Accuracy::Partial);
     }
 
+    /// Adds the sums of `other` (a rollup of many records).
+    pub fn merge(&mut self, other: &UsageTotals) {
+        self.requests += other.requests;
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cache_write_tokens += other.cache_write_tokens;
+        self.cache_write_5m_tokens += other.cache_write_5m_tokens;
+        self.cache_write_1h_tokens += other.cache_write_1h_tokens;
+        self.cache_read_tokens += other.cache_read_tokens;
+        self.cost_micro_usd += other.cost_micro_usd;
+        self.errors += other.errors;
+        self.estimated += other.estimated;
+        self.partial += other.partial;
+    }
+
     /// Cost in USD, for the API.
     pub fn cost_usd(&self) -> f64 {
         self.cost_micro_usd as f64 / 1_000_000.0
@@ -275,63 +307,69 @@ pub struct UsageReport {
 }
 
 impl UsageQuery {
-    /// Whether `r` falls in this query's scope and time range. Department
-    /// and enterprise scopes need the organization: a record alone never
-    /// matches them (see [`UsageQuery::aggregate_where`]).
-    pub fn matches(&self, r: &UsageRecord) -> bool {
+    /// Whether `r` (a record or a rollup) falls in this query's scope and
+    /// time range. Department and enterprise scopes need the
+    /// organization: a record alone never matches them (see
+    /// [`UsageQuery::aggregate_where`]).
+    pub fn matches<F: UsageFact + ?Sized>(&self, r: &F) -> bool {
         let in_scope = match &self.scope {
             UsageScope::Department(_) | UsageScope::Enterprise(_) => false,
-            UsageScope::Key(id) => &r.key_id == id,
-            UsageScope::User(id) => &r.user_id == id,
-            UsageScope::Group(id) => &r.group_id == id,
-            UsageScope::Account(id) => r.account_id.as_deref() == Some(id.as_str()),
+            UsageScope::Key(id) => r.key_id() == id,
+            UsageScope::User(id) => r.user_id() == id,
+            UsageScope::Group(id) => r.group_id() == id,
+            UsageScope::Account(id) => r.account_id() == Some(id.as_str()),
             UsageScope::Member { group_id, user_id } => {
-                &r.group_id == group_id && &r.user_id == user_id
+                r.group_id() == group_id && r.user_id() == user_id
             }
         };
         in_scope && self.in_range(r)
     }
 
     /// Whether `r` falls in this query's time range.
-    pub fn in_range(&self, r: &UsageRecord) -> bool {
-        self.from.is_none_or(|f| r.at >= f) && self.to.is_none_or(|t| r.at < t)
+    pub fn in_range<F: UsageFact + ?Sized>(&self, r: &F) -> bool {
+        let at = r.at();
+        self.from.is_none_or(|f| at >= f) && self.to.is_none_or(|t| at < t)
     }
 
     /// The bucket `r` lands in under this query's `group_by`.
-    pub fn bucket(&self, r: &UsageRecord) -> String {
+    pub fn bucket<F: UsageFact + ?Sized>(&self, r: &F) -> String {
         match self.group_by {
             None => String::new(),
-            Some(UsageGroupBy::Day) => r.at.format("%Y-%m-%d").to_string(),
-            Some(UsageGroupBy::Hour) => r.at.format("%Y-%m-%dT%H:00:00Z").to_string(),
-            Some(UsageGroupBy::Model) => r.model.clone(),
-            Some(UsageGroupBy::User) => r.user_id.clone(),
-            Some(UsageGroupBy::Key) => r.key_id.clone(),
-            Some(UsageGroupBy::Account) => r.account_id.clone().unwrap_or_default(),
+            Some(UsageGroupBy::Day) => r.at().format("%Y-%m-%d").to_string(),
+            Some(UsageGroupBy::Hour) => r.at().format("%Y-%m-%dT%H:00:00Z").to_string(),
+            Some(UsageGroupBy::Model) => r.model().to_owned(),
+            Some(UsageGroupBy::User) => r.user_id().to_owned(),
+            Some(UsageGroupBy::Key) => r.key_id().to_owned(),
+            Some(UsageGroupBy::Account) => r.account_id().unwrap_or_default().to_owned(),
         }
     }
 
-    /// Builds a report from records, for backends that aggregate in Rust.
-    pub fn aggregate<'a>(&self, records: impl IntoIterator<Item = &'a UsageRecord>) -> UsageReport {
+    /// Builds a report from records (or rollups), for backends that
+    /// aggregate in Rust.
+    pub fn aggregate<'a, F: UsageFact + ?Sized + 'a>(
+        &self,
+        records: impl IntoIterator<Item = &'a F>,
+    ) -> UsageReport {
         self.aggregate_where(records, |r| self.matches(r))
     }
 
     /// Like [`UsageQuery::aggregate`], with the scope decided by `in_scope`
     /// (a backend that resolved a department or an enterprise to its
     /// groups); the time range still applies.
-    pub fn aggregate_where<'a>(
+    pub fn aggregate_where<'a, F: UsageFact + ?Sized + 'a>(
         &self,
-        records: impl IntoIterator<Item = &'a UsageRecord>,
-        in_scope: impl Fn(&UsageRecord) -> bool,
+        records: impl IntoIterator<Item = &'a F>,
+        in_scope: impl Fn(&F) -> bool,
     ) -> UsageReport {
         let mut rows = std::collections::BTreeMap::<String, UsageTotals>::new();
         let mut totals = UsageTotals::default();
         for r in records
             .into_iter()
-            .filter(|r| in_scope(r) && self.in_range(r))
+            .filter(|r| in_scope(r) && self.in_range(*r))
         {
-            totals.add(r);
+            r.add_to(&mut totals);
             if self.group_by.is_some() {
-                rows.entry(self.bucket(r)).or_default().add(r);
+                r.add_to(rows.entry(self.bucket(r)).or_default());
             }
         }
         UsageReport {

@@ -25,6 +25,7 @@ pub mod invitations;
 pub mod keys;
 pub mod oauth;
 pub mod openapi;
+pub mod requests;
 pub mod routing;
 pub mod throttle;
 pub mod usage;
@@ -77,6 +78,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/keys/{id}/rotate", post(keys::rotate))
         .route("/api/usage", get(usage::report))
+        .route("/api/requests", get(requests::list))
         .route("/api/usage/export.csv", get(usage::export_csv))
         .route(
             "/api/enterprises",

@@ -134,6 +134,12 @@ pub struct ServeConfig {
     #[arg(long, env = "AICARPOOL_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
 
+    /// Days the request log keeps each request's own row. Older rows are
+    /// folded into hourly sums (reports, quotas and budgets keep counting
+    /// them) and then deleted, hourly in the background. 0 keeps them.
+    #[arg(long, env = "AICARPOOL_REQUEST_LOG_DAYS", default_value_t = 30)]
+    pub request_log_days: u32,
+
     /// Claude OAuth endpoints (`AICARPOOL_CLAUDE_OAUTH_*`).
     #[command(flatten)]
     pub claude_oauth: ClaudeOAuthArgs,
@@ -199,6 +205,7 @@ impl ServeConfig {
             upstream_allow: parse_upstream_allow("127.0.0.0/8,::1").unwrap_or_default(),
             max_buffered_body_mb: 512,
             metrics_listen: None,
+            request_log_days: 30,
             claude_oauth: ClaudeOAuthArgs::default(),
             sign_in: SignInArgs::for_tests(),
             timeouts: TimeoutArgs::default(),

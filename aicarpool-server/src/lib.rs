@@ -27,6 +27,7 @@ pub mod mail;
 pub mod metrics;
 pub mod ops;
 mod panics;
+pub mod retention;
 pub mod state;
 
 pub use config::ServeConfig;
@@ -114,6 +115,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let grace = state.config.shutdown_grace();
     let gateway = state.gateway.clone();
+    let retention = retention::spawn(state.store.clone(), state.config.request_log_days);
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
     // Without TCP_NODELAY each small SSE event can wait ~40 ms for the
     // client's delayed ACK.
@@ -137,6 +139,9 @@ pub async fn serve(
                 tracing::warn!(?grace, "requests still open after the grace period were closed");
             }
         },
+    }
+    if let Some(task) = retention {
+        task.abort();
     }
     gateway.shutdown().await;
     tracing::info!("usage flushed; stopped");

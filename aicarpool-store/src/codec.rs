@@ -8,7 +8,8 @@
 //! read on top of them (times, JSON, narrowed integers) is here, and the
 //! row mappers that turn a row into a domain value are in [`rows`], used
 //! by both backends. The SQL itself, transactions and locking stay with
-//! each backend.
+//! each backend, except the request log's, which both write alike
+//! ([`request_log`]).
 
 use aicarpool_core::account::{AccountOwner, Platform, Preset};
 use aicarpool_core::binding::BindingMode;
@@ -17,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub(crate) mod request_log;
 pub(crate) mod rows;
 
 /// Maps a driver error onto the store's errors. Messages name tables and

@@ -85,7 +85,7 @@ pub(super) async fn dispatch(
             tally.busy();
             continue;
         };
-        ctx.count_attempt();
+        ctx.count_attempt(account_id);
         last_account = Some(account_id.to_owned());
         let attempt_started = Instant::now();
         let platform = candidate.account.account.platform.as_str();

@@ -10,7 +10,6 @@
 use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -110,19 +109,29 @@ pub(super) struct RequestContext {
     /// The member-limit permit, until the relay takes it into the
     /// settlement; released on drop if the request ends without an answer.
     permit: Mutex<Option<Permit>>,
-    /// Upstream accounts tried so far, for the usage record.
-    attempts: AtomicU32,
+    /// Upstream accounts tried so far, in order, for the usage record.
+    tried: Mutex<Vec<String>>,
 }
 
 impl RequestContext {
     /// Counts one more upstream account tried.
-    pub(super) fn count_attempt(&self) {
-        self.attempts.fetch_add(1, Ordering::Relaxed);
+    pub(super) fn count_attempt(&self, account_id: &str) {
+        self.tried().push(account_id.to_owned());
+    }
+
+    fn tried(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.tried.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Upstream accounts tried so far.
     pub(super) fn attempts(&self) -> u32 {
-        self.attempts.load(Ordering::Relaxed)
+        u32::try_from(self.tried().len()).unwrap_or(u32::MAX)
+    }
+
+    /// The accounts tried before the last one: the failover path.
+    pub(super) fn failed_over(&self) -> Vec<String> {
+        let tried = self.tried();
+        tried[..tried.len().saturating_sub(1)].to_vec()
     }
 
     /// Takes the member-limit permit (once) for settlement.
@@ -205,13 +214,14 @@ pub(super) async fn serve(
         body,
         session: inbound.session,
         permit: Mutex::new(permit),
-        attempts: AtomicU32::new(0),
+        tried: Mutex::new(Vec::new()),
     };
     match dispatch::dispatch(inner, &ctx, &*inbound.wire).await {
         Ok(resp) => Ok(resp),
         Err((e, account_id)) => {
             if path.metered {
-                let f = failed(&e, account_id, &ctx.model, ctx.attempts());
+                let mut f = failed(&e, account_id, &ctx.model, ctx.attempts());
+                f.failed_over = ctx.failed_over();
                 inner
                     .record_failure(&ctx.key, path.client, f, started)
                     .await;
@@ -263,6 +273,7 @@ pub(super) struct Failed<'a> {
     pub account_id: Option<String>,
     pub model: &'a str,
     pub attempts: u32,
+    pub failed_over: Vec<String>,
 }
 
 fn failed<'a>(
@@ -276,6 +287,7 @@ fn failed<'a>(
         account_id,
         model,
         attempts,
+        failed_over: Vec::new(),
     }
 }
 
@@ -300,6 +312,7 @@ impl Inner {
         );
         record.refusal = failed.error.refusal();
         record.attempts = failed.attempts;
+        record.failed_over = failed.failed_over;
         super::telemetry::settled(client, &record);
         self.queue_record(record).await;
     }

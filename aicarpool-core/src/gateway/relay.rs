@@ -46,6 +46,7 @@ struct Settlement {
     /// When the answer's head was ready for the client.
     ttfb: Duration,
     attempts: u32,
+    failed_over: Vec<String>,
     record_usage: bool,
     /// Errors are written in the client's protocol.
     client: Protocol,
@@ -84,6 +85,7 @@ impl Settlement {
         }
         record.ttfb_ms = Some(u64::try_from(self.ttfb.as_millis()).unwrap_or(u64::MAX));
         record.attempts = self.attempts;
+        record.failed_over = std::mem::take(&mut self.failed_over);
         super::telemetry::settled(self.client, &record);
         // Counters first, so they never lag the store; and before the
         // answer ends, so the member's next request sees the settled spend
@@ -134,6 +136,7 @@ pub(super) async fn respond(
         started: ctx.started,
         ttfb: ctx.started.elapsed(),
         attempts: ctx.attempts(),
+        failed_over: ctx.failed_over(),
         record_usage: ctx.metered,
         client: ctx.client,
         _lease: lease,
@@ -451,6 +454,7 @@ impl Inner {
             refusal: None,
             ttfb_ms: None,
             attempts: 0,
+            failed_over: Vec::new(),
         }
     }
 

@@ -7,13 +7,17 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    AccountStore, GroupStore, HealthCheck, KeyStore, StoreError, StoreResult, UsageStore, UserStore,
+    AccountStore, GroupStore, HealthCheck, KeyStore, RequestLogStore, StoreError, StoreResult,
+    UsageStore, UserStore,
 };
 use crate::account::{Account, AccountOwner};
 use crate::binding::Binding;
 use crate::key::{KeyHash, KeyRecord};
 use crate::org::{Group, GroupRole, Invitation, Membership, Session, User};
-use crate::usage::{UsageQuery, UsageRecord, UsageReport};
+use crate::usage::{
+    log_order, RequestPage, RequestQuery, RollupKey, UsageFact, UsageQuery, UsageRecord,
+    UsageReport, UsageRollup,
+};
 
 mod credentials;
 mod enterprise;
@@ -31,6 +35,8 @@ struct Tables {
     usage: Vec<UsageRecord>,
     /// Ids in `usage`, so a retried batch is skipped in O(1) per record.
     usage_ids: std::collections::HashSet<String>,
+    /// What retention left of older records.
+    rollups: std::collections::BTreeMap<RollupKey, UsageRollup>,
     ent: enterprise::EnterpriseTables,
 }
 
@@ -486,10 +492,55 @@ impl UsageStore for MemoryStore {
 
     async fn usage_report(&self, query: &UsageQuery) -> StoreResult<UsageReport> {
         let t = self.t();
+        let facts = t
+            .usage
+            .iter()
+            .map(|r| r as &dyn UsageFact)
+            .chain(t.rollups.values().map(|r| r as &dyn UsageFact));
         Ok(match enterprise::groups_in_scope(&t, &query.scope) {
-            Some(groups) => query.aggregate_where(t.usage.iter(), |r| groups.contains(&r.group_id)),
-            None => query.aggregate(t.usage.iter()),
+            Some(groups) => query.aggregate_where(facts, |r| groups.contains(r.group_id())),
+            None => query.aggregate(facts),
         })
+    }
+}
+
+#[async_trait]
+impl RequestLogStore for MemoryStore {
+    async fn requests(&self, query: &RequestQuery) -> StoreResult<RequestPage> {
+        let t = self.t();
+        let scope = UsageQuery {
+            scope: query.scope.clone(),
+            from: None,
+            to: None,
+            group_by: None,
+        };
+        let groups = enterprise::groups_in_scope(&t, &query.scope);
+        let mut rows: Vec<UsageRecord> = t
+            .usage
+            .iter()
+            .filter(|r| match &groups {
+                Some(g) => g.contains(&r.group_id),
+                None => scope.matches(*r),
+            })
+            .filter(|r| query.keeps(r))
+            .cloned()
+            .collect();
+        log_order(&mut rows);
+        rows.truncate(query.page_size() + 1);
+        Ok(query.page(rows))
+    }
+
+    async fn roll_up_before(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let mut t = self.t();
+        let (old, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut t.usage)
+            .into_iter()
+            .partition(|r| r.at < before);
+        t.usage = kept;
+        for r in &old {
+            t.usage_ids.remove(&r.id);
+        }
+        UsageRollup::fold(&mut t.rollups, &old);
+        Ok(old.len() as u64)
     }
 }
 

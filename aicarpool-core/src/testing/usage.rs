@@ -32,6 +32,7 @@ pub fn usage_record(
         refusal: None,
         ttfb_ms: Some(95),
         attempts: 1,
+        failed_over: Vec::new(),
     }
 }
 
@@ -93,6 +94,11 @@ pub async fn usage<S: Store + ?Sized>(store: &S) {
             refusal: RefusalReason::ALL.get(i % 7).copied(),
             ttfb_ms: (i % 4 != 3).then_some(3 * n),
             attempts: (i % 3) as u32,
+            failed_over: if i % 3 == 2 {
+                vec![a2.clone(), a1.clone()]
+            } else {
+                Vec::new()
+            },
             ..usage_record(group_id, user_id, key_id, account, at(off))
         });
     }

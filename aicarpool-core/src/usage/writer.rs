@@ -238,6 +238,7 @@ mod tests {
             refusal: None,
             ttfb_ms: None,
             attempts: 1,
+            failed_over: Vec::new(),
         }
     }
 

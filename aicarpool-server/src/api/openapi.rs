@@ -55,6 +55,7 @@ use utoipa::OpenApi;
         super::keys::delete,
         super::keys::rotate,
         super::usage::report,
+        super::requests::list,
         super::usage::export::export_csv,
         super::enterprises::create,
         super::enterprises::list,

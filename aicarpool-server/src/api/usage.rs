@@ -66,8 +66,9 @@ async fn usage_query(
     })
 }
 
-/// The scope asked for, if the caller may see it.
-async fn scope(
+/// The scope asked for, if the caller may see it (reports and the
+/// request log alike).
+pub(super) async fn scope(
     state: &AppState,
     caller: &Caller,
     scope: Option<&str>,
@@ -136,7 +137,7 @@ async fn scope(
 /// RFC 3339, or a date: midnight in the server's time zone
 /// (`AICARPOOL_TIMEZONE`, the zone of daily limits); for an end bound, the
 /// next midnight.
-fn time(field: &str, v: &str, end: bool, tz: chrono_tz::Tz) -> ApiResult<DateTime<Utc>> {
+pub(super) fn time(field: &str, v: &str, end: bool, tz: chrono_tz::Tz) -> ApiResult<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(v) {
         return Ok(t.with_timezone(&Utc));
     }

@@ -17,5 +17,6 @@ mod oauth;
 mod openapi;
 mod ops;
 mod permissions;
+mod requests;
 mod routing;
 mod security;

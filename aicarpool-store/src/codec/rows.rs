@@ -19,7 +19,9 @@ use aicarpool_core::org::{
 };
 use aicarpool_core::secret::Sealed;
 use aicarpool_core::store::StoreResult;
-use aicarpool_core::usage::{UsageReport, UsageRow, UsageTotals};
+use aicarpool_core::usage::{
+    Accuracy, RefusalReason, Usage, UsageRecord, UsageReport, UsageRow, UsageTotals,
+};
 
 use super::{corrupt, owner, platform, preset, ReadRow};
 
@@ -303,7 +305,7 @@ pub(crate) fn usage_report<R: ReadRow>(rows: &[R], grouped: bool) -> StoreResult
     let mut report = UsageReport::default();
     for row in rows {
         let totals = totals_row(row)?;
-        add(&mut report.totals, &totals);
+        report.totals.merge(&totals);
         report.rows.push(UsageRow {
             bucket: row.text("bucket")?,
             totals,
@@ -312,16 +314,52 @@ pub(crate) fn usage_report<R: ReadRow>(rows: &[R], grouped: bool) -> StoreResult
     Ok(report)
 }
 
-fn add(sum: &mut UsageTotals, t: &UsageTotals) {
-    sum.requests += t.requests;
-    sum.input_tokens += t.input_tokens;
-    sum.output_tokens += t.output_tokens;
-    sum.cache_write_tokens += t.cache_write_tokens;
-    sum.cache_write_5m_tokens += t.cache_write_5m_tokens;
-    sum.cache_write_1h_tokens += t.cache_write_1h_tokens;
-    sum.estimated += t.estimated;
-    sum.partial += t.partial;
-    sum.cache_read_tokens += t.cache_read_tokens;
-    sum.cost_micro_usd += t.cost_micro_usd;
-    sum.errors += t.errors;
+// The request log.
+
+/// The columns [`usage_record_row`] reads, in both backends.
+pub(crate) const USAGE_RECORD_COLS: &str =
+    "id, at, key_id, user_id, group_id, account_id, model, input_tokens, output_tokens, \
+     cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, cost_micro_usd, \
+     latency_ms, status, accuracy, served_model, refusal, ttfb_ms, attempts, failed_over";
+
+/// The failover path as stored: a JSON array, `NULL` when empty.
+pub(crate) fn failed_over_col(path: &[String]) -> StoreResult<Option<String>> {
+    (!path.is_empty()).then(|| super::json(&path)).transpose()
+}
+
+pub(crate) fn usage_record_row<R: ReadRow>(row: &R) -> StoreResult<UsageRecord> {
+    let accuracy = row.text("accuracy")?;
+    let refusal = row
+        .opt_text("refusal")?
+        .map(|r| RefusalReason::parse(&r).ok_or_else(|| corrupt("refusal")))
+        .transpose()?;
+    let failed_over = match row.opt_text("failed_over")? {
+        Some(json) => serde_json::from_str(&json).map_err(|_| corrupt("failed_over"))?,
+        None => Vec::new(),
+    };
+    Ok(UsageRecord {
+        id: row.text("id")?,
+        at: row.time("at")?,
+        key_id: row.text("key_id")?,
+        user_id: row.text("user_id")?,
+        group_id: row.text("group_id")?,
+        account_id: row.opt_text("account_id")?,
+        model: row.text("model")?,
+        usage: Usage {
+            input_tokens: row.int("input_tokens")?,
+            output_tokens: row.int("output_tokens")?,
+            cache_write_5m_tokens: row.int("cache_write_5m_tokens")?,
+            cache_write_1h_tokens: row.int("cache_write_1h_tokens")?,
+            cache_read_tokens: row.int("cache_read_tokens")?,
+        },
+        cost_micro_usd: row.i64("cost_micro_usd")?,
+        latency_ms: row.int("latency_ms")?,
+        status: row.int("status")?,
+        accuracy: Accuracy::parse(&accuracy).ok_or_else(|| corrupt("accuracy"))?,
+        served_model: row.opt_text("served_model")?,
+        refusal,
+        ttfb_ms: row.opt_int("ttfb_ms")?,
+        attempts: row.int("attempts")?,
+        failed_over,
+    })
 }

@@ -6,16 +6,18 @@
 //! PostgreSQL; casting back to `BIGINT` fails on overflow rather than
 //! wrapping, as SQLite's integer sums do.
 
-use aicarpool_core::store::{StoreResult, UsageStore};
+use aicarpool_core::store::{RequestLogStore, StoreResult, UsageStore};
 use aicarpool_core::usage::{
-    RefusalReason, UsageGroupBy, UsageQuery, UsageRecord, UsageReport, UsageScope, UsageTotals,
+    RefusalReason, RequestPage, RequestQuery, UsageGroupBy, UsageQuery, UsageRecord, UsageReport,
+    UsageScope, UsageTotals,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::codec::{db_err, int, ms, ms_ceil};
+use super::codec::{db_err, int, ms, ms_ceil, ReadRow};
 use super::PostgresStore;
-use crate::codec::rows::{since_totals, usage_report};
+use crate::codec::request_log::{self, Param};
+use crate::codec::rows::{failed_over_col, since_totals, usage_record_row, usage_report};
 
 /// The bucket of each `UsageGroupBy`, written to match
 /// [`UsageQuery::bucket`] exactly. `at` is unix milliseconds; it is
@@ -37,7 +39,9 @@ fn bucket_sql(group_by: UsageGroupBy) -> &'static str {
     }
 }
 
-const TOTALS_SQL: &str = "COUNT(*) AS requests,
+/// The sums of a report, over `usage_facts` (records and the rollups
+/// retention left of older ones).
+const TOTALS_SQL: &str = "COALESCE(SUM(requests), 0)::BIGINT AS requests,
     COALESCE(SUM(input_tokens), 0)::BIGINT AS input_tokens,
     COALESCE(SUM(output_tokens), 0)::BIGINT AS output_tokens,
     COALESCE(SUM(cache_write_5m_tokens + cache_write_1h_tokens), 0)::BIGINT
@@ -46,9 +50,9 @@ const TOTALS_SQL: &str = "COUNT(*) AS requests,
     COALESCE(SUM(cache_write_1h_tokens), 0)::BIGINT AS cache_write_1h_tokens,
     COALESCE(SUM(cache_read_tokens), 0)::BIGINT AS cache_read_tokens,
     COALESCE(SUM(cost_micro_usd), 0)::BIGINT AS cost_micro_usd,
-    COUNT(*) FILTER (WHERE status >= 400) AS errors,
-    COUNT(*) FILTER (WHERE accuracy = 'estimated') AS estimated,
-    COUNT(*) FILTER (WHERE accuracy = 'partial') AS partial";
+    COALESCE(SUM(errors), 0)::BIGINT AS errors,
+    COALESCE(SUM(estimated), 0)::BIGINT AS estimated,
+    COALESCE(SUM(partial), 0)::BIGINT AS partial";
 
 /// The `WHERE` condition of a scope, its ids bound from parameter
 /// `$first` on, and those ids.
@@ -90,10 +94,8 @@ fn since_columns(n: usize, first: usize) -> String {
             format!("COALESCE(SUM({expr}) FILTER (WHERE at >= ${p}), 0)::BIGINT AS {name}_{i}")
         };
         cols.push(format!(
-            "COUNT(*) FILTER (WHERE at >= ${p}) AS requests_{i}, {}, {}, {}, {}, {}, {}, {}, \
-             COUNT(*) FILTER (WHERE at >= ${p} AND status >= 400) AS errors_{i}, \
-             COUNT(*) FILTER (WHERE at >= ${p} AND accuracy = 'estimated') AS estimated_{i}, \
-             COUNT(*) FILTER (WHERE at >= ${p} AND accuracy = 'partial') AS partial_{i}",
+            "{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}",
+            sum("requests", "requests"),
             sum("input_tokens", "input_tokens"),
             sum("output_tokens", "output_tokens"),
             sum(
@@ -104,6 +106,9 @@ fn since_columns(n: usize, first: usize) -> String {
             sum("cache_write_1h_tokens", "cache_write_1h_tokens"),
             sum("cache_read_tokens", "cache_read_tokens"),
             sum("cost_micro_usd", "cost_micro_usd"),
+            sum("errors", "errors"),
+            sum("estimated", "estimated"),
+            sum("partial", "partial"),
         ));
     }
     cols.join(",\n")
@@ -132,6 +137,7 @@ struct Columns<'a> {
     refusal: Vec<Option<&'static str>>,
     ttfb_ms: Vec<Option<i64>>,
     attempts: Vec<i32>,
+    failed_over: Vec<Option<String>>,
 }
 
 impl<'a> Columns<'a> {
@@ -161,6 +167,7 @@ impl<'a> Columns<'a> {
             c.ttfb_ms.push(r.ttfb_ms.map(int).transpose()?);
             c.attempts
                 .push(i32::try_from(r.attempts).unwrap_or(i32::MAX));
+            c.failed_over.push(failed_over_col(&r.failed_over)?);
         }
         Ok(c)
     }
@@ -180,11 +187,12 @@ impl UsageStore for PostgresStore {
             "INSERT INTO usage_records (id, at, key_id, user_id, group_id, account_id, model,
                  input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
                  cache_read_tokens, cost_micro_usd, latency_ms, status, accuracy,
-                 served_model, refusal, ttfb_ms, attempts)
+                 served_model, refusal, ttfb_ms, attempts, failed_over)
              SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[],
                  $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[],
                  $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::integer[],
-                 $16::text[], $17::text[], $18::text[], $19::bigint[], $20::integer[])
+                 $16::text[], $17::text[], $18::text[], $19::bigint[], $20::integer[],
+                 $21::text[])
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(c.id)
@@ -207,6 +215,7 @@ impl UsageStore for PostgresStore {
         .bind(c.refusal)
         .bind(c.ttfb_ms)
         .bind(c.attempts)
+        .bind(c.failed_over)
         .execute(&self.pool)
         .await
         .map_err(db_err)?;
@@ -226,12 +235,12 @@ impl UsageStore for PostgresStore {
             }
         }
         let sql = match query.group_by {
-            None => format!("SELECT {TOTALS_SQL} FROM usage_records WHERE {filter}"),
+            None => format!("SELECT {TOTALS_SQL} FROM usage_facts WHERE {filter}"),
             // The collation is the bucket's own, so grouping and sorting
             // both see bytes.
             Some(g) => format!(
                 "SELECT ({}) COLLATE \"C\" AS bucket, {TOTALS_SQL}
-                 FROM usage_records WHERE {filter}
+                 FROM usage_facts WHERE {filter}
                  GROUP BY bucket ORDER BY bucket",
                 bucket_sql(g)
             ),
@@ -260,7 +269,7 @@ impl UsageStore for PostgresStore {
         // The scope's ids are $1.., the instants follow.
         let (filter, ids) = scope_filter(scope, 1);
         let sql = format!(
-            "SELECT {} FROM usage_records WHERE {filter}",
+            "SELECT {} FROM usage_facts WHERE {filter}",
             since_columns(since.len(), ids.len() + 1)
         );
         let mut q = sqlx::query(&sql);
@@ -272,5 +281,49 @@ impl UsageStore for PostgresStore {
         }
         let row = q.fetch_one(&self.pool).await.map_err(db_err)?;
         (0..since.len()).map(|i| since_totals(&row, i)).collect()
+    }
+}
+
+#[async_trait]
+impl RequestLogStore for PostgresStore {
+    async fn requests(&self, query: &RequestQuery) -> StoreResult<RequestPage> {
+        // Ids order by bytes, as the other backends order them.
+        let stmt = request_log::requests(
+            '$',
+            "id COLLATE \"C\"",
+            scope_filter(&query.scope, 1),
+            query,
+        );
+        let mut q = sqlx::query(&stmt.sql);
+        for p in stmt.params {
+            q = match p {
+                Param::Text(s) => q.bind(s),
+                Param::Int(i) => q.bind(i),
+            };
+        }
+        let rows = q.fetch_all(&self.pool).await.map_err(db_err)?;
+        let rows = rows
+            .iter()
+            .map(usage_record_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(query.page(rows))
+    }
+
+    async fn roll_up_before(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        // Deleting and folding in one statement: an instance rolling up at
+        // the same time waits on the rows this one deletes and then skips
+        // them, so no record is folded twice.
+        let sql = format!(
+            "WITH gone AS (DELETE FROM usage_records WHERE at < $1 RETURNING *),
+                  folded AS ({} RETURNING 1)
+             SELECT COUNT(*) AS n FROM gone",
+            request_log::roll_up("gone")
+        );
+        let row = sqlx::query(&sql)
+            .bind(ms_ceil(before))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.int("n")
     }
 }

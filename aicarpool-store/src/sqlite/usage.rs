@@ -1,15 +1,17 @@
 //! Usage records and reports, aggregated by the database.
 
-use aicarpool_core::store::{StoreResult, UsageStore};
+use aicarpool_core::store::{RequestLogStore, StoreResult, UsageStore};
 use aicarpool_core::usage::{
-    RefusalReason, UsageGroupBy, UsageQuery, UsageRecord, UsageReport, UsageScope, UsageTotals,
+    RefusalReason, RequestPage, RequestQuery, UsageGroupBy, UsageQuery, UsageRecord, UsageReport,
+    UsageScope, UsageTotals,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::codec::{db_err, int, ms, ms_ceil};
 use super::SqliteStore;
-use crate::codec::rows::{since_totals, usage_report};
+use crate::codec::request_log::{self, Param};
+use crate::codec::rows::{failed_over_col, since_totals, usage_record_row, usage_report};
 
 /// The bucket of each `UsageGroupBy`, written to match
 /// [`UsageQuery::bucket`] exactly (`at` is unix milliseconds, UTC).
@@ -24,7 +26,9 @@ fn bucket_sql(group_by: UsageGroupBy) -> &'static str {
     }
 }
 
-const TOTALS_SQL: &str = "COUNT(*) AS requests,
+/// The sums of a report, over `usage_facts` (records and the rollups
+/// retention left of older ones).
+const TOTALS_SQL: &str = "COALESCE(SUM(requests), 0) AS requests,
     COALESCE(SUM(input_tokens), 0) AS input_tokens,
     COALESCE(SUM(output_tokens), 0) AS output_tokens,
     COALESCE(SUM(cache_write_5m_tokens + cache_write_1h_tokens), 0) AS cache_write_tokens,
@@ -32,9 +36,9 @@ const TOTALS_SQL: &str = "COUNT(*) AS requests,
     COALESCE(SUM(cache_write_1h_tokens), 0) AS cache_write_1h_tokens,
     COALESCE(SUM(cache_read_tokens), 0) AS cache_read_tokens,
     COALESCE(SUM(cost_micro_usd), 0) AS cost_micro_usd,
-    COALESCE(SUM(status >= 400), 0) AS errors,
-    COALESCE(SUM(accuracy = 'estimated'), 0) AS estimated,
-    COALESCE(SUM(accuracy = 'partial'), 0) AS partial";
+    COALESCE(SUM(errors), 0) AS errors,
+    COALESCE(SUM(estimated), 0) AS estimated,
+    COALESCE(SUM(partial), 0) AS partial";
 
 /// The `WHERE` condition of a scope and the values it binds.
 fn scope_filter(scope: &UsageScope) -> (&'static str, Vec<&str>) {
@@ -87,10 +91,8 @@ fn since_columns(n: usize, first: usize) -> String {
             format!("COALESCE(SUM(CASE WHEN at >= ?{p} THEN {expr} END), 0) AS {name}_{i}")
         };
         cols.push(format!(
-            "COALESCE(SUM(at >= ?{p}), 0) AS requests_{i}, {}, {}, {}, {}, {}, {}, {}, \
-             COALESCE(SUM(at >= ?{p} AND status >= 400), 0) AS errors_{i}, \
-             COALESCE(SUM(at >= ?{p} AND accuracy = 'estimated'), 0) AS estimated_{i}, \
-             COALESCE(SUM(at >= ?{p} AND accuracy = 'partial'), 0) AS partial_{i}",
+            "{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}",
+            when("requests", "requests"),
             when("input_tokens", "input_tokens"),
             when("output_tokens", "output_tokens"),
             when(
@@ -101,6 +103,9 @@ fn since_columns(n: usize, first: usize) -> String {
             when("cache_write_1h_tokens", "cache_write_1h_tokens"),
             when("cache_read_tokens", "cache_read_tokens"),
             when("cost_micro_usd", "cost_micro_usd"),
+            when("errors", "errors"),
+            when("estimated", "estimated"),
+            when("partial", "partial"),
         ));
     }
     cols.join(",\n")
@@ -118,8 +123,8 @@ impl UsageStore for SqliteStore {
                 "INSERT INTO usage_records (id, at, key_id, user_id, group_id, account_id, model,
                      input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
                      cache_read_tokens, cost_micro_usd, latency_ms, status, accuracy,
-                     served_model, refusal, ttfb_ms, attempts)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     served_model, refusal, ttfb_ms, attempts, failed_over)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT (id) DO NOTHING",
             )
             .bind(&r.id)
@@ -142,6 +147,7 @@ impl UsageStore for SqliteStore {
             .bind(r.refusal.map(RefusalReason::as_str))
             .bind(r.ttfb_ms.map(int).transpose()?)
             .bind(r.attempts)
+            .bind(failed_over_col(&r.failed_over)?)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -164,9 +170,9 @@ impl UsageStore for SqliteStore {
             bounds.push(ms_ceil(to));
         }
         let sql = match query.group_by {
-            None => format!("SELECT {TOTALS_SQL} FROM usage_records WHERE {filter}"),
+            None => format!("SELECT {TOTALS_SQL} FROM usage_facts WHERE {filter}"),
             Some(g) => format!(
-                "SELECT {} AS bucket, {TOTALS_SQL} FROM usage_records WHERE {filter}
+                "SELECT {} AS bucket, {TOTALS_SQL} FROM usage_facts WHERE {filter}
                  GROUP BY bucket ORDER BY bucket",
                 bucket_sql(g)
             ),
@@ -195,7 +201,7 @@ impl UsageStore for SqliteStore {
         // The scope's ids are ?1.., the instants follow.
         let (filter, ids) = numbered_scope_filter(scope);
         let sql = format!(
-            "SELECT {} FROM usage_records WHERE {filter}",
+            "SELECT {} FROM usage_facts WHERE {filter}",
             since_columns(since.len(), ids.len() + 1)
         );
         let mut q = sqlx::query(&sql);
@@ -207,5 +213,45 @@ impl UsageStore for SqliteStore {
         }
         let row = q.fetch_one(&self.pool).await.map_err(db_err)?;
         (0..since.len()).map(|i| since_totals(&row, i)).collect()
+    }
+}
+
+#[async_trait]
+impl RequestLogStore for SqliteStore {
+    async fn requests(&self, query: &RequestQuery) -> StoreResult<RequestPage> {
+        let stmt = request_log::requests('?', "id", numbered_scope_filter(&query.scope), query);
+        let mut q = sqlx::query(&stmt.sql);
+        for p in stmt.params {
+            q = match p {
+                Param::Text(s) => q.bind(s),
+                Param::Int(i) => q.bind(i),
+            };
+        }
+        let rows = q.fetch_all(&self.pool).await.map_err(db_err)?;
+        let rows = rows
+            .iter()
+            .map(usage_record_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(query.page(rows))
+    }
+
+    async fn roll_up_before(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        // One writer at a time (`begin_write`), so the records folded are
+        // exactly the ones deleted.
+        let before = ms_ceil(before);
+        let mut tx = self.begin_write().await?;
+        sqlx::query(&request_log::roll_up("usage_records WHERE at < ?1"))
+            .bind(before)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let gone = sqlx::query("DELETE FROM usage_records WHERE at < ?1")
+            .bind(before)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        tx.commit().await.map_err(db_err)?;
+        Ok(gone)
     }
 }

@@ -42,6 +42,7 @@ async fn usage_reports_and_permissions() {
         refusal: None,
         ttfb_ms: Some(5),
         attempts: 1,
+        failed_over: Vec::new(),
     };
     let day = |d: u32| {
         chrono::NaiveDate::from_ymd_opt(2026, 3, d)

@@ -527,6 +527,17 @@ pub fn rows() -> Vec<Row> {
         },
         Row {
             method: Method::GET,
+            route: "/api/requests",
+            note: "scope=group",
+            own: "UAAAAAAFN",
+            other: OTHER,
+            call: |u| Call {
+                path: format!("/api/requests?scope=group&id={}", u.group),
+                body: None,
+            },
+        },
+        Row {
+            method: Method::GET,
             route: "/api/usage/export.csv",
             note: "scope=group",
             own: "UAAAAAAFN",
