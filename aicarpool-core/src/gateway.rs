@@ -74,6 +74,7 @@ mod relay;
 mod routes;
 mod routing;
 pub mod telemetry;
+mod waiting;
 
 pub use error::{GatewayError, REFUSAL_HEADER};
 pub use invalidation::{Invalidation, InvalidationBus};
@@ -132,6 +133,9 @@ pub struct GatewayConfig {
     /// How long a request waits for room among the buffered bytes before
     /// it is answered 503 with `retry-after`.
     pub body_budget_wait: Duration,
+    /// How often a stream waiting in line for a concurrency slot
+    /// (`limits.queue`) is sent the protocol's ping.
+    pub queue_ping_interval: Duration,
     pub usage_writer: UsageWriterConfig,
 }
 
@@ -153,6 +157,7 @@ impl Default for GatewayConfig {
             settle_timeout: Duration::from_secs(5),
             max_buffered_body_bytes: 512 << 20,
             body_budget_wait: Duration::from_secs(2),
+            queue_ping_interval: Duration::from_secs(5),
             usage_writer: UsageWriterConfig::default(),
         }
     }
@@ -211,6 +216,8 @@ struct Inner {
     intake: intake::BodyBudget,
     /// Open streams, so shutdown can wait for them to settle.
     streams: TaskTracker,
+    /// Requests waiting for a concurrency slot.
+    waiting: waiting::WaitingRoom,
     shutdown: CancellationToken,
     config: GatewayConfig,
 }
@@ -354,6 +361,7 @@ impl GatewayBuilder {
                     config.body_budget_wait,
                 ),
                 streams: TaskTracker::new(),
+                waiting: waiting::WaitingRoom::default(),
                 shutdown: CancellationToken::new(),
                 config,
             }),

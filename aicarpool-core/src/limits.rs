@@ -28,6 +28,48 @@ pub struct KeyLimits {
     /// in the group (the group's own fields cap the group as a whole).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub per_member: Option<Box<KeyLimits>>,
+    /// Waiting instead of refusing: a request that finds every
+    /// concurrency slot taken (this scope's, or every account's) waits in
+    /// line for one, in arrival order, rather than getting a 429.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueLimits>,
+}
+
+/// How many requests may wait for a concurrency slot, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueLimits {
+    /// Requests waiting at once; one more is refused at once.
+    pub max_waiting: u32,
+    /// Longest a request waits before it is refused.
+    pub max_wait_ms: u64,
+}
+
+impl QueueLimits {
+    /// Most requests one line may hold.
+    pub const MAX_WAITING: u32 = 10_000;
+    /// Longest wait accepted: ten minutes, a client's usual timeout.
+    pub const MAX_WAIT_MS: u64 = 600_000;
+
+    pub fn max_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.max_wait_ms)
+    }
+
+    fn validate(&self, path: &str) -> Result<(), String> {
+        if !(1..=Self::MAX_WAITING).contains(&self.max_waiting) {
+            return Err(format!(
+                "{path}.queue.maxWaiting must be between 1 and {}",
+                Self::MAX_WAITING
+            ));
+        }
+        if !(1..=Self::MAX_WAIT_MS).contains(&self.max_wait_ms) {
+            return Err(format!(
+                "{path}.queue.maxWaitMs must be between 1 and {}",
+                Self::MAX_WAIT_MS
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl KeyLimits {
@@ -54,6 +96,9 @@ impl KeyLimits {
     /// No negative or non-finite money, and no amount too large to count
     /// in integer micro-USD.
     fn validate_amounts(&self, path: &str) -> Result<(), String> {
+        if let Some(q) = &self.queue {
+            q.validate(path)?;
+        }
         let c = &self.cost_usd;
         for (name, v) in [
             ("daily", c.daily),
@@ -117,6 +162,26 @@ mod tests {
         let l: KeyLimits =
             serde_json::from_str(r#"{"perMember":{"costUsd":{"daily":2}}}"#).unwrap_or_default();
         assert_eq!(l.per_member.map(|m| m.cost_usd.daily), Some(2.0));
+    }
+
+    #[test]
+    fn queue_bounds() {
+        let l: KeyLimits = serde_json::from_str(
+            r#"{"concurrency":2,"queue":{"maxWaiting":20,"maxWaitMs":30000}}"#,
+        )
+        .unwrap_or_default();
+        assert_eq!(l.queue.map(|q| q.max_wait().as_secs()), Some(30));
+        assert!(l.validate().is_ok());
+        for (waiting, ms) in [(0, 10), (10_001, 10), (5, 0), (5, 600_001)] {
+            let mut bad = l.clone();
+            bad.queue = Some(QueueLimits {
+                max_waiting: waiting,
+                max_wait_ms: ms,
+            });
+            assert!(bad.validate().is_err(), "{waiting} {ms}");
+        }
+        let v = serde_json::to_value(KeyLimits::default()).unwrap_or_default();
+        assert!(v.get("queue").is_none());
     }
 
     #[test]

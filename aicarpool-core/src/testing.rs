@@ -136,6 +136,10 @@ pub fn full_limits() -> KeyLimits {
             total: 123_456.789,
         },
         per_member: None,
+        queue: Some(crate::limits::QueueLimits {
+            max_waiting: 7,
+            max_wait_ms: 45_000,
+        }),
     }
 }
 

@@ -9,8 +9,10 @@ use moka::sync::Cache;
 
 use super::{GatewayError, Inner};
 use crate::key::KeyRecord;
-use crate::limit::{AdmissionRequest, AdmitError, Limiter, Permit, Scope, ScopedLimits, Spend};
-use crate::limits::KeyLimits;
+use crate::limit::{
+    AdmissionRequest, AdmitError, LimitKind, Limiter, Permit, Scope, ScopedLimits, Spend,
+};
+use crate::limits::{KeyLimits, QueueLimits};
 
 /// Output tokens reserved when a request names no `max_tokens` (the
 /// upstream will refuse it anyway, but the reservation must be finite).
@@ -81,6 +83,14 @@ pub(super) fn reservation(
     }
 }
 
+/// A request the limits did not admit.
+pub(super) struct NotAdmitted {
+    pub error: GatewayError,
+    /// Set when only a concurrency slot was missing and the limits let
+    /// the request wait for one: the line and its bounds.
+    pub line: Option<(String, QueueLimits)>,
+}
+
 impl Inner {
     /// Admits a Messages request under the limits of its key, its member
     /// and its group, and the budgets of its departments and enterprise.
@@ -88,8 +98,65 @@ impl Inner {
         &self,
         key: &KeyRecord,
         reserve: Spend,
+    ) -> Result<(Permit, Option<QueueLimits>), NotAdmitted> {
+        let group = self
+            .group_limits(&key.group_id)
+            .await
+            .map_err(|error| NotAdmitted { error, line: None })?;
+        let admitted = self.try_admit(key, &group, reserve).await;
+        // Refused or not, the request shows where the budgets stand.
+        if !group.org.is_empty() {
+            self.watch_budgets(&group.org).await;
+        }
+        admitted.map(|p| (p, queue_of(key, &group))).map_err(|e| {
+            let line = match &e {
+                AdmitError::Refused(r) if r.kind == LimitKind::Concurrency => {
+                    queue_of(key, &group).map(|q| (line_name(&r.scope), q))
+                }
+                _ => None,
+            };
+            NotAdmitted {
+                error: refused(e),
+                line,
+            }
+        })
+    }
+
+    /// Waits in `line` for the concurrency slot [`Inner::admit_limits`]
+    /// found missing, admitting as soon as one comes free.
+    pub(super) async fn wait_for_limits(
+        &self,
+        key: &KeyRecord,
+        reserve: Spend,
+        (line, queue): (String, QueueLimits),
     ) -> Result<Permit, GatewayError> {
         let group = self.group_limits(&key.group_id).await?;
+        let group = &group;
+        let waited = self
+            .waiting
+            .wait(&line, queue, || async move {
+                match self.try_admit(key, group, reserve).await {
+                    Err(AdmitError::Refused(r)) if r.kind == LimitKind::Concurrency => None,
+                    done => Some(done),
+                }
+            })
+            .await;
+        match waited {
+            Ok(done) => done.map_err(refused),
+            Err(gave_up) => Err(GatewayError::RateLimited {
+                message: format!("concurrency limit reached and {}", gave_up.describe()),
+                retry_after: Some(Duration::from_secs(1)),
+                refusal: Some(crate::usage::RefusalReason::Concurrency),
+            }),
+        }
+    }
+
+    async fn try_admit(
+        &self,
+        key: &KeyRecord,
+        group: &GroupLimits,
+        reserve: Spend,
+    ) -> Result<Permit, AdmitError> {
         let scopes = [
             Scope::Key(key.id.clone()),
             Scope::Member {
@@ -111,22 +178,7 @@ impl Inner {
                 .collect(),
             reserve,
         };
-        let admitted = self.admission.limiter.admit(request).await;
-        // Refused or not, the request shows where the budgets stand.
-        if !group.org.is_empty() {
-            self.watch_budgets(&group.org).await;
-        }
-        admitted.map_err(|e| match e {
-            AdmitError::Refused(r) => GatewayError::RateLimited {
-                message: r.to_string(),
-                retry_after: r.retry_after,
-                refusal: Some(r.reason()),
-            },
-            AdmitError::Unavailable(m) => {
-                super::telemetry::limiter_error();
-                GatewayError::Unavailable(format!("limits cannot be checked right now: {m}"))
-            }
-        })
+        self.admission.limiter.admit(request).await
     }
 
     /// The group's limits, from the cache or the store. A group that is
@@ -161,5 +213,40 @@ impl Inner {
             cache.insert(group_id.to_owned(), limits.clone());
         }
         Ok(limits)
+    }
+}
+
+/// The key's own queue, else its group's for each member, else the
+/// group's.
+fn queue_of(key: &KeyRecord, group: &GroupLimits) -> Option<QueueLimits> {
+    key.limits
+        .queue
+        .or(group.per_member.queue)
+        .or(group.group.queue)
+}
+
+/// The line of a limit scope.
+fn line_name(scope: &Scope) -> String {
+    match scope {
+        Scope::Key(id) => format!("key:{id}"),
+        Scope::Member { group_id, user_id } => format!("member:{group_id}:{user_id}"),
+        Scope::Group(id) => format!("group:{id}"),
+        Scope::Department(id) => format!("department:{id}"),
+        Scope::Enterprise(id) => format!("enterprise:{id}"),
+    }
+}
+
+/// A limiter's refusal as the client's error.
+fn refused(e: AdmitError) -> GatewayError {
+    match e {
+        AdmitError::Refused(r) => GatewayError::RateLimited {
+            message: r.to_string(),
+            retry_after: r.retry_after,
+            refusal: Some(r.reason()),
+        },
+        AdmitError::Unavailable(m) => {
+            super::telemetry::limiter_error();
+            GatewayError::Unavailable(format!("limits cannot be checked right now: {m}"))
+        }
     }
 }

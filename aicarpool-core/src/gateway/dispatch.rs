@@ -14,19 +14,74 @@ use crate::provider::retry_after;
 use crate::router::window::RateSignals;
 use crate::router::{CoolReason, HealthState, Outcome, Report, RouteRequest, Tally};
 
-/// Tries the planned candidates until one answers: at most
-/// `max_attempts`, none started after the request's deadline, each one
-/// reported to the router. Returns the account id of the last attempt
-/// along with an error.
+/// Why no candidate answered.
+struct Unserved {
+    error: GatewayError,
+    /// The account of the last attempt.
+    last_account: Option<String>,
+    /// Every account in the way was only at its concurrency limit.
+    only_busy: bool,
+}
+
+impl Unserved {
+    fn new(error: GatewayError) -> Self {
+        Self {
+            error,
+            last_account: None,
+            only_busy: false,
+        }
+    }
+}
+
+/// Tries the planned candidates until one answers (see
+/// [`dispatch_once`]). When every account is only at its concurrency
+/// limit and the limits let the request wait (`limits.queue`), it waits
+/// in its group's line and tries again as slots come free. Returns the
+/// account id of the last attempt along with an error.
 pub(super) async fn dispatch(
     inner: &Arc<Inner>,
     ctx: &RequestContext,
     wire: &dyn Wire,
 ) -> Result<Response<GatewayBody>, (GatewayError, Option<String>)> {
+    let first = dispatch_once(inner, ctx, wire).await;
+    let queue = match (&first, ctx.queue) {
+        (Err(u), Some(queue)) if u.only_busy => queue,
+        _ => return first.map_err(|u| (u.error, u.last_account)),
+    };
+    let line = format!("accounts:{}", ctx.key.group_id);
+    let waited = inner
+        .waiting
+        .wait(&line, queue, move || async move {
+            match dispatch_once(inner, ctx, wire).await {
+                Err(u) if u.only_busy => None,
+                done => Some(done),
+            }
+        })
+        .await;
+    match waited {
+        Ok(done) => done.map_err(|u| (u.error, u.last_account)),
+        Err(gave_up) => Err((
+            GatewayError::Overloaded(format!(
+                "every account of this group is at its concurrency limit and {}",
+                gave_up.describe()
+            )),
+            None,
+        )),
+    }
+}
+
+/// Tries the planned candidates until one answers: at most
+/// `max_attempts`, none started after the request's deadline, each one
+/// reported to the router.
+async fn dispatch_once(
+    inner: &Arc<Inner>,
+    ctx: &RequestContext,
+    wire: &dyn Wire,
+) -> Result<Response<GatewayBody>, Unserved> {
     let table = inner
         .route_table(&ctx.key.group_id)
         .await
-        .map_err(|e| (e, None))?;
+        .map_err(Unserved::new)?;
     let max_attempts = inner.config.max_attempts.max(1);
     // Only conversations bind accounts; `count_tokens` calls do not.
     let session = ctx
@@ -41,7 +96,7 @@ pub(super) async fn dispatch(
         .copied()
         .find(|p| table.candidates.iter().any(|c| c.serves(*p, &ctx.model)));
     let Some(protocol) = protocol else {
-        return Err((unserved(ctx, wire, &table.candidates), None));
+        return Err(Unserved::new(unserved(ctx, wire, &table.candidates)));
     };
     let request = RouteRequest {
         group_id: &ctx.key.group_id,
@@ -53,7 +108,7 @@ pub(super) async fn dispatch(
         max_candidates: max_attempts + 2,
     };
     let plan = inner.router.plan(&request, &table.candidates);
-    let leg = wire.leg(protocol, ctx).map_err(|e| (e, None))?;
+    let leg = wire.leg(protocol, ctx).map_err(Unserved::new)?;
 
     let deadline = failover::deadline(&ctx.headers, &inner.config, ctx.started);
     let mut tally = Tally::from_held_back(&plan.held_back);
@@ -153,10 +208,11 @@ pub(super) async fn dispatch(
         tracing::warn!(account_id, status, %message, "upstream refused; trying the next account");
         last_message = Some(message);
     }
-    Err((
-        failover::refusal(&tally, last_message.as_deref(), out_of_time),
+    Err(Unserved {
+        error: failover::refusal(&tally, last_message.as_deref(), out_of_time),
         last_account,
-    ))
+        only_busy: tally.only_busy() && !out_of_time,
+    })
 }
 
 /// Reports an attempt that got no usable answer; the log and the router

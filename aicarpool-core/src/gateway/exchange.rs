@@ -16,15 +16,17 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
 
+use super::admission::NotAdmitted;
 use super::{admission, dispatch, GatewayBody, GatewayError, Inner, MAX_BODY_BYTES};
 use crate::account::Protocol;
 use crate::bounds;
 use crate::key::{KeyRecord, KeyRefusal, Service};
 use crate::limit::Permit;
+use crate::limits::QueueLimits;
 use crate::provider::ProviderError;
 use crate::router::session::SessionId;
 use crate::router::RoutableAccount;
-use crate::stream::tap::StreamTap;
+use crate::stream::tap::{ClientStream, StreamTap};
 use crate::usage::{Accuracy, Usage};
 
 /// An attempt on its way to an upstream.
@@ -64,6 +66,10 @@ pub(super) trait Wire: Send + Sync {
     /// The leg to accounts of `upstream`; a 400 when the request cannot be
     /// carried there.
     fn leg(&self, upstream: Protocol, ctx: &RequestContext) -> Result<Box<dyn Leg>, GatewayError>;
+
+    /// The stream shape the client reads (for pings and error events sent
+    /// before any upstream answers).
+    fn client_stream(&self) -> ClientStream;
 }
 
 /// What a protocol path read from its request.
@@ -109,6 +115,8 @@ pub(super) struct RequestContext {
     /// The member-limit permit, until the relay takes it into the
     /// settlement; released on drop if the request ends without an answer.
     permit: Mutex<Option<Permit>>,
+    /// The line the request may wait in when every account is busy.
+    pub queue: Option<QueueLimits>,
     /// Upstream accounts tried so far, in order, for the usage record.
     tried: Mutex<Vec<String>>,
 }
@@ -188,47 +196,136 @@ pub(super) async fn serve(
             return Err(e);
         }
     };
-    let permit = if path.metered {
-        let reserve = admission::reservation(inner, &inbound.model, body.len(), inbound.max_tokens);
-        match inner.admit_limits(&key, reserve).await {
-            Ok(p) => Some(p),
-            Err(e) => {
-                let f = failed(&e, None, &inbound.model, 0);
-                inner.record_failure(&key, path.client, f, started).await;
-                return Err(e);
+    let admitted = Admitted {
+        key,
+        inbound,
+        parts,
+        body,
+        permit: None,
+        queue: None,
+        started,
+    };
+    if !path.metered {
+        return proceed(inner, path, admitted).await;
+    }
+    let a = &admitted;
+    let reserve =
+        admission::reservation(inner, &a.inbound.model, a.body.len(), a.inbound.max_tokens);
+    match inner.admit_limits(&a.key, reserve).await {
+        Ok((permit, queue)) => {
+            proceed(
+                inner,
+                path,
+                Admitted {
+                    permit: Some(permit),
+                    queue,
+                    ..admitted
+                },
+            )
+            .await
+        }
+        // Only a concurrency slot is missing and the limits let it wait: a
+        // stream waits with its head sent, kept alive by pings.
+        Err(NotAdmitted {
+            line: Some(line), ..
+        }) if admitted.inbound.streamed => Ok(super::waiting::stream(
+            inner.clone(),
+            path,
+            admitted,
+            reserve,
+            line,
+        )),
+        Err(NotAdmitted {
+            line: Some(line), ..
+        }) => {
+            let queue = Some(line.1);
+            match inner.wait_for_limits(&admitted.key, reserve, line).await {
+                Ok(permit) => {
+                    proceed(
+                        inner,
+                        path,
+                        Admitted {
+                            permit: Some(permit),
+                            queue,
+                            ..admitted
+                        },
+                    )
+                    .await
+                }
+                Err(e) => Err(refuse(inner, path, &admitted, e).await),
             }
         }
-    } else {
-        None
-    };
+        Err(NotAdmitted { error, .. }) => Err(refuse(inner, path, &admitted, error).await),
+    }
+}
+
+/// A request read, checked and (when metered) admitted.
+pub(super) struct Admitted {
+    pub key: Arc<KeyRecord>,
+    pub inbound: Inbound,
+    pub parts: http::request::Parts,
+    pub body: Bytes,
+    pub permit: Option<Permit>,
+    /// The line the request may wait in when every account is busy.
+    pub queue: Option<QueueLimits>,
+    pub started: Instant,
+}
+
+/// Records a request the limits refused and returns the refusal.
+pub(super) async fn refuse(
+    inner: &Arc<Inner>,
+    path: PathKind,
+    a: &Admitted,
+    e: GatewayError,
+) -> GatewayError {
+    let f = failed(&e, None, &a.inbound.model, 0);
+    inner
+        .record_failure(&a.key, path.client, f, a.started)
+        .await;
+    e
+}
+
+/// Dispatches an admitted request and records it when it got no answer.
+pub(super) async fn proceed(
+    inner: &Arc<Inner>,
+    path: PathKind,
+    a: Admitted,
+) -> Result<Response<GatewayBody>, GatewayError> {
     let ctx = RequestContext {
-        key,
+        key: a.key,
         client: path.client,
-        model: inbound.model,
-        model_span: inbound.model_span,
+        model: a.inbound.model,
+        model_span: a.inbound.model_span,
         metered: path.metered,
-        streamed: inbound.streamed,
-        started,
-        headers: parts.headers,
-        query: parts.uri.query().map(str::to_owned),
-        body,
-        session: inbound.session,
-        permit: Mutex::new(permit),
+        streamed: a.inbound.streamed,
+        started: a.started,
+        query: a.parts.uri.query().map(str::to_owned),
+        headers: a.parts.headers,
+        body: a.body,
+        session: a.inbound.session,
+        permit: Mutex::new(a.permit),
+        queue: a.queue,
         tried: Mutex::new(Vec::new()),
     };
-    match dispatch::dispatch(inner, &ctx, &*inbound.wire).await {
+    let result = dispatch::dispatch(inner, &ctx, &*a.inbound.wire).await;
+    let out = match result {
         Ok(resp) => Ok(resp),
         Err((e, account_id)) => {
             if path.metered {
                 let mut f = failed(&e, account_id, &ctx.model, ctx.attempts());
                 f.failed_over = ctx.failed_over();
                 inner
-                    .record_failure(&ctx.key, path.client, f, started)
+                    .record_failure(&ctx.key, path.client, f, ctx.started)
                     .await;
             }
             Err(e)
         }
-    }
+    };
+    // A permit the request did not hand on is released here: the line
+    // may move.
+    drop(ctx);
+    inner.waiting.freed();
+    out
 }
 
 /// The key's own policy: enabled, not expired, the service, the model and

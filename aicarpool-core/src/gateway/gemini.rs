@@ -74,6 +74,10 @@ struct Gemini {
 }
 
 impl Wire for Gemini {
+    fn client_stream(&self) -> ClientStream {
+        ClientStream::Gemini
+    }
+
     fn upstreams(&self) -> &[Protocol] {
         &[Protocol::Gemini]
     }

@@ -110,6 +110,10 @@ struct Anthropic {
 }
 
 impl Wire for Anthropic {
+    fn client_stream(&self) -> ClientStream {
+        ClientStream::Anthropic
+    }
+
     fn upstreams(&self) -> &[Protocol] {
         &[Protocol::Anthropic]
     }

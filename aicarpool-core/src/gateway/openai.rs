@@ -190,6 +190,10 @@ fn invalid(e: TranslateError) -> GatewayError {
 }
 
 impl Wire for Chat {
+    fn client_stream(&self) -> ClientStream {
+        ClientStream::OpenAiChat
+    }
+
     fn upstreams(&self) -> &[Protocol] {
         &self.upstreams
     }
@@ -405,6 +409,10 @@ impl Leg for GeminiChat {
 struct Responses;
 
 impl Wire for Responses {
+    fn client_stream(&self) -> ClientStream {
+        ClientStream::OpenAiResponses
+    }
+
     fn upstreams(&self) -> &[Protocol] {
         &[Protocol::Openai]
     }

@@ -55,6 +55,18 @@ struct Settlement {
     /// The member's limits: the reservation is settled with the real
     /// usage; dropped unsettled (panic, cancelled task) it is released.
     permit: Option<Permit>,
+    /// Last, so it drops after the slots above: requests waiting in line
+    /// for one retry then.
+    _freed: SlotsFreed,
+}
+
+/// Wakes the requests waiting for a concurrency slot when dropped.
+struct SlotsFreed(Arc<Inner>);
+
+impl Drop for SlotsFreed {
+    fn drop(&mut self) {
+        self.0.waiting.freed();
+    }
 }
 
 impl Settlement {
@@ -63,6 +75,7 @@ impl Settlement {
     fn client_left(&mut self) {
         if let Some(p) = self.permit.as_mut() {
             p.end_lease();
+            self.inner.waiting.freed();
         }
     }
 
@@ -141,6 +154,7 @@ pub(super) async fn respond(
         client: ctx.client,
         _lease: lease,
         permit,
+        _freed: SlotsFreed(inner.clone()),
     };
     let is_stream = super::first_byte::is_event_stream(upstream.headers());
     // The whole answer is bounded from the request's arrival.

@@ -26,6 +26,8 @@ pub struct Tally {
     overloaded: u32,
     failing: u32,
     credentials: u32,
+    /// Of `overloaded`: at their concurrency limit (waiting may help).
+    busy: u32,
     retry_after: Option<Duration>,
 }
 
@@ -37,6 +39,7 @@ impl Tally {
             overloaded: h.overloaded + h.saturated + h.probing,
             failing: h.failing,
             credentials: h.needs_attention,
+            busy: h.saturated,
             retry_after: h.rate_limit_recovery,
         }
     }
@@ -44,6 +47,14 @@ impl Tally {
     /// An account found saturated, or no longer admitting, at attempt time.
     pub fn busy(&mut self) {
         self.overloaded += 1;
+        self.busy += 1;
+    }
+
+    /// Every account in the way was only at its concurrency limit: a slot
+    /// coming free would let the request through.
+    pub fn only_busy(&self) -> bool {
+        let total = self.rate_limited + self.overloaded + self.failing + self.credentials;
+        total > 0 && self.busy == total
     }
 
     /// A failed attempt; `retry_after` when the upstream named a wait.

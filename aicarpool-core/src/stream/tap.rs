@@ -58,6 +58,20 @@ pub enum ClientStream {
 }
 
 impl ClientStream {
+    /// What keeps a client's stream alive while nothing else is sent:
+    /// Anthropic's own `ping` event, an SSE comment for the others (their
+    /// clients skip comments).
+    pub fn ping(self) -> Bytes {
+        match self {
+            ClientStream::Anthropic => {
+                Bytes::from_static(b"event: ping\ndata: {\"type\": \"ping\"}\n\n")
+            }
+            ClientStream::Gemini | ClientStream::OpenAiChat | ClientStream::OpenAiResponses => {
+                Bytes::from_static(b": ping\n\n")
+            }
+        }
+    }
+
     /// The event that ends a client's stream when the upstream broke.
     pub fn error_event(self, message: &str) -> Bytes {
         let text = match self {

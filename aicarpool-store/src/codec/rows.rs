@@ -354,12 +354,13 @@ pub(crate) fn usage_record_row<R: ReadRow>(row: &R) -> StoreResult<UsageRecord> 
         },
         cost_micro_usd: row.i64("cost_micro_usd")?,
         latency_ms: row.int("latency_ms")?,
-        status: row.int("status")?,
+        // INTEGER in both schemas: 32 bits in PostgreSQL.
+        status: u16::try_from(row.i32("status")?).map_err(|_| corrupt("status"))?,
         accuracy: Accuracy::parse(&accuracy).ok_or_else(|| corrupt("accuracy"))?,
         served_model: row.opt_text("served_model")?,
         refusal,
         ttfb_ms: row.opt_int("ttfb_ms")?,
-        attempts: row.int("attempts")?,
+        attempts: u32::try_from(row.i32("attempts")?).map_err(|_| corrupt("attempts"))?,
         failed_over,
     })
 }
