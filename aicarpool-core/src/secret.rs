@@ -75,6 +75,9 @@ impl MasterKey {
 #[derive(Clone)]
 pub struct Sealer {
     cipher: Aes256Gcm,
+    /// Keys a rotation is moving from or to: opened with, never sealed
+    /// with (see [`Sealer::with_others`]).
+    others: Vec<Aes256Gcm>,
     deployment_id: DeploymentId,
 }
 
@@ -116,10 +119,24 @@ impl fmt::Debug for Sealer {
 
 impl Sealer {
     pub fn new(key: &MasterKey) -> Self {
+        Self::with_others(key, &[])
+    }
+
+    /// Seals under `key` and opens what any of `key` and `others` sealed:
+    /// what instances run with while a master key is rotated, so every
+    /// credential opens on every instance at every step.
+    pub fn with_others(key: &MasterKey, others: &[MasterKey]) -> Self {
         Self {
             cipher: Aes256Gcm::new(&key.0),
+            others: others.iter().map(|k| Aes256Gcm::new(&k.0)).collect(),
             deployment_id: DeploymentId::of(key),
         }
+    }
+
+    /// Whether `sealed` opens under the sealing key itself (a rotation
+    /// has re-sealed it).
+    pub fn opens_with_own_key(&self, aad: &[u8], sealed: &Sealed) -> bool {
+        open_with(&self.cipher, aad, &sealed.0).is_ok()
     }
 
     /// The deployment this key belongs to: what the gateway's hop mark
@@ -158,21 +175,27 @@ impl Sealer {
 
     /// Decrypts what [`seal_bytes`](Self::seal_bytes) sealed under `aad`.
     pub fn open_bytes(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SecretError> {
-        let b = sealed;
-        if b.len() < 1 + NONCE_LEN || b[0] != VERSION {
-            return Err(SecretError::Open);
-        }
-        let nonce = Nonce::from_slice(&b[1..1 + NONCE_LEN]);
-        self.cipher
-            .decrypt(
-                nonce,
-                Payload {
-                    msg: &b[1 + NONCE_LEN..],
-                    aad,
-                },
-            )
-            .map_err(|_| SecretError::Open)
+        std::iter::once(&self.cipher)
+            .chain(&self.others)
+            .find_map(|cipher| open_with(cipher, aad, sealed).ok())
+            .ok_or(SecretError::Open)
     }
+}
+
+fn open_with(cipher: &Aes256Gcm, aad: &[u8], b: &[u8]) -> Result<Vec<u8>, SecretError> {
+    if b.len() < 1 + NONCE_LEN || b[0] != VERSION {
+        return Err(SecretError::Open);
+    }
+    let nonce = Nonce::from_slice(&b[1..1 + NONCE_LEN]);
+    cipher
+        .decrypt(
+            nonce,
+            Payload {
+                msg: &b[1 + NONCE_LEN..],
+                aad,
+            },
+        )
+        .map_err(|_| SecretError::Open)
 }
 
 #[cfg(test)]
@@ -213,6 +236,25 @@ mod tests {
         assert!(s.open("acc2", &sealed).is_err());
         let other = Sealer::new(&MasterKey::generate());
         assert!(other.open("acc1", &sealed).is_err());
+    }
+
+    #[test]
+    fn a_rotation_opens_under_either_key_and_seals_under_its_own() {
+        let (old, new) = (MasterKey::generate(), MasterKey::generate());
+        let before = Sealer::new(&old).seal("acc1", &creds()).unwrap();
+        // Step 1: instances seal with the old key and accept the new one.
+        let accepting = Sealer::with_others(&old, std::slice::from_ref(&new));
+        // Step 2: the rotation re-seals under the new key.
+        let rotating = Sealer::with_others(&new, std::slice::from_ref(&old));
+        let after = rotating.seal("acc1", &creds()).unwrap();
+        assert!(accepting.open("acc1", &after).is_ok());
+        assert!(rotating.open("acc1", &before).is_ok());
+        assert!(!rotating.opens_with_own_key(b"acc1", &before));
+        assert!(rotating.opens_with_own_key(b"acc1", &after));
+        // Step 3: the old key is gone; only re-sealed blobs open.
+        let done = Sealer::new(&new);
+        assert!(done.open("acc1", &after).is_ok());
+        assert!(done.open("acc1", &before).is_err());
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub trait UserStore: Send + Sync {
     async fn user(&self, id: &str) -> StoreResult<Option<User>>;
     /// `email` is compared lower-cased.
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    /// Every user, oldest first (operators' `admin list-users`).
+    async fn users(&self) -> StoreResult<Vec<User>>;
     async fn count_users(&self) -> StoreResult<u64>;
     /// Replaces the user's password hash. Fails with `NotFound` when the
     /// user does not exist.

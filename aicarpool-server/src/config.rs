@@ -77,6 +77,17 @@ pub struct ServeConfig {
     #[arg(long, env = "AICARPOOL_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
 
+    /// Other master keys (base64, comma-separated) credentials may be
+    /// sealed under while a key is rotated: opened with, never sealed
+    /// with. See `aicarpool rotate-master-key`.
+    #[arg(
+        long,
+        env = "AICARPOOL_MASTER_KEY_OTHERS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub master_key_others: Vec<String>,
+
     /// Lifetime of a login session, in hours.
     #[arg(long, env = "AICARPOOL_SESSION_TTL_HOURS", default_value_t = 24 * 7)]
     pub session_ttl_hours: u32,
@@ -195,6 +206,7 @@ impl ServeConfig {
             allow_signup: true,
             master_key: Some(aicarpool_core::secret::MasterKey::generate().to_base64()),
             master_key_file: None,
+            master_key_others: Vec::new(),
             session_ttl_hours: 24,
             shutdown_grace_secs: 5,
             timezone: chrono_tz::Tz::UTC,

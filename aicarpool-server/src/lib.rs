@@ -20,6 +20,7 @@ use tower_http::trace::TraceLayer;
 
 pub mod api;
 pub mod backend;
+pub mod commands;
 pub mod config;
 pub mod dataplane;
 pub mod error;
@@ -41,9 +42,8 @@ pub async fn build_state(config: ServeConfig) -> anyhow::Result<AppState> {
         tracing::warn!("another metrics recorder is installed; /metrics will answer 503");
     }
     // The key first: a shared database without one must not even be opened.
-    let master_key = load_master_key(&config)?;
+    let sealer = sealer(&config)?;
     let store = backend::open_store(&config).await?;
-    let sealer = Sealer::new(&master_key);
     let pricing = match &config.prices {
         Some(path) => Pricing::embedded_with_file(path).context("AICARPOOL_PRICES")?,
         None => Pricing::embedded(),
@@ -161,9 +161,22 @@ fn loggable_path(uri: &http::Uri) -> &str {
     }
 }
 
+/// The sealer of upstream credentials: the master key, and the other keys
+/// a rotation accepts (`AICARPOOL_MASTER_KEY_OTHERS`).
+pub fn sealer(config: &ServeConfig) -> anyhow::Result<Sealer> {
+    let key = load_master_key(config)?;
+    let others = config
+        .master_key_others
+        .iter()
+        .map(|k| MasterKey::from_base64(k))
+        .collect::<Result<Vec<_>, _>>()
+        .context("AICARPOOL_MASTER_KEY_OTHERS")?;
+    Ok(Sealer::with_others(&key, &others))
+}
+
 /// `AICARPOOL_MASTER_KEY`, else the key file (created with mode 0600 on
 /// first start), else — for an in-memory database — a throw-away key.
-fn load_master_key(config: &ServeConfig) -> anyhow::Result<MasterKey> {
+pub fn load_master_key(config: &ServeConfig) -> anyhow::Result<MasterKey> {
     if let Some(b64) = &config.master_key {
         return MasterKey::from_base64(b64).context("AICARPOOL_MASTER_KEY");
     }
@@ -192,7 +205,7 @@ fn load_master_key(config: &ServeConfig) -> anyhow::Result<MasterKey> {
     read_or_create_key_file(&path)
 }
 
-fn read_or_create_key_file(path: &Path) -> anyhow::Result<MasterKey> {
+pub fn read_or_create_key_file(path: &Path) -> anyhow::Result<MasterKey> {
     match std::fs::read_to_string(path) {
         Ok(s) => MasterKey::from_base64(&s)
             .with_context(|| format!("master key file {}", path.display())),

@@ -31,6 +31,8 @@ pub enum MailError {
     Build(#[source] lettre::error::Error),
     #[error("the SMTP server did not accept the message")]
     Send(#[source] lettre::transport::smtp::Error),
+    #[error("the SMTP server did not answer")]
+    Unreachable,
 }
 
 /// An SMTP client and the sender address. `Debug` shows only the sender.
@@ -73,6 +75,15 @@ impl Mailer {
             .timeout(Some(SEND_TIMEOUT))
             .build();
         Ok(Self { transport, from })
+    }
+
+    /// Connects to the SMTP server and says hello (`aicarpool check`).
+    pub async fn reach(&self) -> Result<(), MailError> {
+        match self.transport.test_connection().await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(MailError::Unreachable),
+            Err(e) => Err(MailError::Send(e)),
+        }
     }
 
     /// Sends the invitation link to its addressee.

@@ -8,6 +8,7 @@
 //!
 //! [`ReadRow`]: crate::codec::ReadRow
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -128,6 +129,33 @@ impl SqliteStore {
     /// The connection pool, for callers that need SQL the traits lack.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// Writes a consistent copy of the whole database to a new file at
+    /// `to` (`VACUUM INTO`), while other connections, and other processes,
+    /// go on reading and writing. The copy is readable by its owner only
+    /// (it holds sealed credentials and key hashes). Fails when `to`
+    /// exists.
+    pub async fn backup_to(&self, to: &std::path::Path) -> StoreResult<()> {
+        let target = to
+            .to_str()
+            .ok_or_else(|| StoreError::Backend("the backup path is not UTF-8".into()))?;
+        // Created empty and private first: VACUUM INTO fills an empty file.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(to)
+            .map_err(|e| StoreError::Backend(format!("creating the backup file: {e}")))?;
+        let result = sqlx::query("VACUUM INTO ?1")
+            .bind(target)
+            .execute(&self.pool)
+            .await
+            .map_err(codec::db_err);
+        if result.is_err() {
+            let _ = std::fs::remove_file(to);
+        }
+        result.map(|_| ())
     }
 
     /// Closes every connection; later calls fail.

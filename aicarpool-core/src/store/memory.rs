@@ -123,6 +123,12 @@ impl UserStore for MemoryStore {
         Ok(self.t().users.iter().find(|u| u.email == email).cloned())
     }
 
+    async fn users(&self) -> StoreResult<Vec<User>> {
+        let mut users = self.t().users.clone();
+        users.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(users)
+    }
+
     async fn count_users(&self) -> StoreResult<u64> {
         Ok(self.t().users.len() as u64)
     }

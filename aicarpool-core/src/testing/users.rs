@@ -26,6 +26,12 @@ pub async fn users<S: Store + ?Sized>(store: &S) {
     let nobody = format!("{}@example.test", new_id().to_lowercase());
     assert_eq!(store.user_by_email(&nobody).await.unwrap(), None);
     assert!(store.count_users().await.unwrap() >= before + 2);
+    let all = store.users().await.unwrap();
+    assert!(all.contains(&u) && all.contains(&plain), "listed");
+    assert!(
+        all.windows(2).all(|w| w[0].created_at <= w[1].created_at),
+        "oldest first"
+    );
 
     let mut same_id = user();
     same_id.id = u.id.clone();

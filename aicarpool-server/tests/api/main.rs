@@ -6,6 +6,7 @@ mod support;
 mod ai_proxy;
 mod audit;
 mod budgets;
+mod commands;
 mod dataplane;
 mod enterprise;
 mod instances;
