@@ -36,6 +36,9 @@ pub const MAX_USER_AGENT_LEN: usize = 256;
 /// the gateway's own, so this only guards an embedder's mistakes.
 pub const MAX_ID_LEN: usize = 64;
 
+/// An email address (RFC 5321's path limit).
+pub const MAX_EMAIL_LEN: usize = 254;
+
 /// Why a model name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModelNameError {

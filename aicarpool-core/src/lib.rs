@@ -29,6 +29,7 @@
 //! ```
 
 pub mod account;
+pub mod alert;
 pub mod binding;
 pub mod bounds;
 pub mod enterprise;

@@ -19,10 +19,12 @@ use crate::usage::{
     RequestPage, RequestQuery, UsageQuery, UsageRecord, UsageReport, UsageScope, UsageTotals,
 };
 
+mod alerts;
 mod credentials;
 mod enterprise;
 mod memory;
 
+pub use alerts::AlertStore;
 pub use credentials::{CredentialStore, StoreCredentials};
 pub use enterprise::{AuditStore, EnterpriseStore};
 pub use memory::MemoryStore;
@@ -215,6 +217,7 @@ pub trait Store:
     + KeyStore
     + UsageStore
     + RequestLogStore
+    + AlertStore
     + EnterpriseStore
     + AuditStore
     + CredentialStore
@@ -230,6 +233,7 @@ impl<T> Store for T where
         + KeyStore
         + UsageStore
         + RequestLogStore
+        + AlertStore
         + EnterpriseStore
         + AuditStore
         + CredentialStore

@@ -20,6 +20,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod accounts;
+mod alerts;
 mod credentials;
 mod enterprise;
 mod groups;
@@ -31,6 +32,7 @@ mod usage_since;
 mod users;
 
 pub use accounts::{accounts, bindings};
+pub use alerts::alerts;
 pub use credentials::{credential_leases, credentials_swap};
 pub use enterprise::{
     audit_log, delete_enterprise_cascades, department, departments, enterprise,
@@ -94,6 +96,7 @@ pub async fn run_all<S: Store + ?Sized>(store: &S) {
     usage_by_organization(store).await;
     credentials_swap(store).await;
     credential_leases(store).await;
+    alerts(store).await;
 }
 
 // ---------------------------------------------------------------- fixtures

@@ -12,6 +12,7 @@ use axum::Router;
 use crate::state::AppState;
 
 pub mod accounts;
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod binding;
@@ -77,6 +78,22 @@ pub fn routes() -> Router<AppState> {
             get(keys::get).patch(keys::patch).delete(keys::delete),
         )
         .route("/api/keys/{id}/rotate", post(keys::rotate))
+        .route(
+            "/api/groups/{id}/alerts",
+            post(alerts::create_for_group).get(alerts::list_for_group),
+        )
+        .route(
+            "/api/groups/{id}/alerts/{alert_id}",
+            axum::routing::delete(alerts::delete_for_group),
+        )
+        .route(
+            "/api/enterprises/{id}/alerts",
+            post(alerts::create_for_enterprise).get(alerts::list_for_enterprise),
+        )
+        .route(
+            "/api/enterprises/{id}/alerts/{alert_id}",
+            axum::routing::delete(alerts::delete_for_enterprise),
+        )
         .route("/api/usage", get(usage::report))
         .route("/api/requests", get(requests::list))
         .route("/api/usage/export.csv", get(usage::export_csv))

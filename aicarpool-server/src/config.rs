@@ -151,6 +151,11 @@ pub struct ServeConfig {
     #[arg(long, env = "AICARPOOL_REQUEST_LOG_DAYS", default_value_t = 30)]
     pub request_log_days: u32,
 
+    /// Seconds between two checks of the alert rules (`POST
+    /// /api/groups/{id}/alerts`); 0 turns alerts off on this instance.
+    #[arg(long, env = "AICARPOOL_ALERT_INTERVAL_SECS", default_value_t = 60)]
+    pub alert_interval_secs: u64,
+
     /// Claude OAuth endpoints (`AICARPOOL_CLAUDE_OAUTH_*`).
     #[command(flatten)]
     pub claude_oauth: ClaudeOAuthArgs,
@@ -218,6 +223,7 @@ impl ServeConfig {
             max_buffered_body_mb: 512,
             metrics_listen: None,
             request_log_days: 30,
+            alert_interval_secs: 0,
             claude_oauth: ClaudeOAuthArgs::default(),
             sign_in: SignInArgs::for_tests(),
             timeouts: TimeoutArgs::default(),

@@ -18,6 +18,7 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
+pub mod alerts;
 pub mod api;
 pub mod backend;
 pub mod commands;
@@ -116,6 +117,12 @@ pub async fn serve(
     let grace = state.config.shutdown_grace();
     let gateway = state.gateway.clone();
     let retention = retention::spawn(state.store.clone(), state.config.request_log_days);
+    let alerting = match state.config.alert_interval_secs {
+        0 => None,
+        secs => {
+            Some(alerts::Alerts::new(state.clone())?.spawn(std::time::Duration::from_secs(secs)))
+        }
+    };
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
     // Without TCP_NODELAY each small SSE event can wait ~40 ms for the
     // client's delayed ACK.
@@ -140,7 +147,7 @@ pub async fn serve(
             }
         },
     }
-    if let Some(task) = retention {
+    for task in [retention, alerting].into_iter().flatten() {
         task.abort();
     }
     gateway.shutdown().await;

@@ -77,6 +77,25 @@ impl Mailer {
         Ok(Self { transport, from })
     }
 
+    /// Sends an alert: `summary` as the subject, `body` as the text.
+    pub async fn send_alert(&self, to: &str, summary: &str, body: &str) -> Result<(), MailError> {
+        let to: Mailbox = to
+            .parse()
+            .map_err(|_| MailError::Address { field: "target" })?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(format!("[AiCarpool] {}", one_line(summary)))
+            .header(ContentType::TEXT_PLAIN)
+            .body(format!("{}\r\n\r\n{body}\r\n", one_line(summary)))
+            .map_err(MailError::Build)?;
+        self.transport
+            .send(message)
+            .await
+            .map(drop)
+            .map_err(MailError::Send)
+    }
+
     /// Connects to the SMTP server and says hello (`aicarpool check`).
     pub async fn reach(&self) -> Result<(), MailError> {
         match self.transport.test_connection().await {

@@ -32,6 +32,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgQu
 use sqlx::{ConnectOptions, Connection, Executor};
 
 mod accounts;
+mod alerts;
 mod audit;
 mod codec;
 mod credentials;

@@ -20,6 +20,7 @@ use sqlx::sqlite::{
 };
 
 mod accounts;
+mod alerts;
 mod audit;
 mod codec;
 mod credentials;

@@ -19,6 +19,7 @@ use crate::usage::{
     UsageReport, UsageRollup,
 };
 
+mod alerts;
 mod credentials;
 mod enterprise;
 
@@ -37,6 +38,7 @@ struct Tables {
     usage_ids: std::collections::HashSet<String>,
     /// What retention left of older records.
     rollups: std::collections::BTreeMap<RollupKey, UsageRollup>,
+    alerts: alerts::AlertTables,
     ent: enterprise::EnterpriseTables,
 }
 
@@ -51,6 +53,8 @@ impl Tables {
             return None;
         }
         self.memberships.retain(|m| m.group_id != id);
+        self.alerts
+            .remove_owner(&crate::alert::AlertOwner::Group(id.to_owned()));
         self.invitations.retain(|i| i.target.group_id() != Some(id));
         self.bindings.remove(id);
         let (gone, kept) = std::mem::take(&mut self.keys)

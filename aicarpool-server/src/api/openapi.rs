@@ -56,6 +56,12 @@ use utoipa::OpenApi;
         super::keys::rotate,
         super::usage::report,
         super::requests::list,
+        super::alerts::create_for_group,
+        super::alerts::list_for_group,
+        super::alerts::delete_for_group,
+        super::alerts::create_for_enterprise,
+        super::alerts::list_for_enterprise,
+        super::alerts::delete_for_enterprise,
         super::usage::export::export_csv,
         super::enterprises::create,
         super::enterprises::list,
@@ -100,7 +106,7 @@ use utoipa::OpenApi;
     tags(
         (name = "identity"), (name = "enterprises"), (name = "departments"),
         (name = "groups"), (name = "invitations"), (name = "accounts"), (name = "binding"),
-        (name = "keys"), (name = "usage"), (name = "audit"), (name = "data plane"),
+        (name = "keys"), (name = "usage"), (name = "alerts"), (name = "audit"), (name = "data plane"),
         (name = "operations"),
     )
 )]

@@ -261,3 +261,52 @@ async fn an_unreachable_smtp_server_still_answers_with_the_link() {
     assert_eq!(inv["emailSent"], false);
     assert!(inv["url"].is_string());
 }
+
+#[tokio::test]
+async fn an_alert_with_a_mailto_target_is_mailed() {
+    let (smtp_url, mut inbox) = smtp_sink().await;
+    let mut config = ServeConfig::for_tests(ADMIN_TOKEN);
+    config.smtp_url = Some(smtp_url);
+    config.mail_from = "Carpool Bot <bot@carpool.test>".into();
+    let s = support::spawn_with(config).await;
+    let (_, owner) = s.register("alert-mail-owner@example.com").await;
+    let (_, g) = s
+        .post("/api/groups", &owner, json!({"name": "mailed alerts"}))
+        .await;
+    let gid = g["id"].as_str().unwrap();
+    s.post(
+        &format!("/api/groups/{gid}/keys"),
+        &owner,
+        json!({"name": "expiring", "expiresAt": chrono::Utc::now() + chrono::Duration::hours(5)}),
+    )
+    .await;
+    let (st, r) = s
+        .post(
+            &format!("/api/groups/{gid}/alerts"),
+            &owner,
+            json!({"kind": "key-expiry", "target": "mailto:ops@carpool.test"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    let done = aicarpool_server::alerts::Alerts::new(s.state.clone())
+        .unwrap()
+        .run_once(chrono::Utc::now())
+        .await;
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done[0].error, None, "{done:?}");
+    let mail = tokio::time::timeout(std::time::Duration::from_secs(10), inbox.recv())
+        .await
+        .expect("a mail within 10 s")
+        .unwrap();
+    assert_eq!(mail.rcpt_to, vec!["<ops@carpool.test>"]);
+    assert!(
+        mail.data.contains("[AiCarpool] key \"expiring\" expires"),
+        "{}",
+        mail.data
+    );
+    assert!(
+        body_text(&mail.data).contains("key-expiry"),
+        "{}",
+        mail.data
+    );
+}

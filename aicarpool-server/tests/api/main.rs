@@ -4,6 +4,7 @@
 mod support;
 
 mod ai_proxy;
+mod alerts;
 mod audit;
 mod budgets;
 mod commands;

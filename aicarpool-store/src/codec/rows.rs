@@ -8,6 +8,7 @@
 //! ones both write alike are here, next to their mapper.
 
 use aicarpool_core::account::Account;
+use aicarpool_core::alert::{AlertKind, AlertOwner, AlertRule, AlertTarget};
 use aicarpool_core::binding::BoundAccount;
 use aicarpool_core::enterprise::{
     AuditEntry, Department, DepartmentAdmin, Enterprise, EnterpriseEvent, EnterpriseMember,
@@ -312,6 +313,42 @@ pub(crate) fn usage_report<R: ReadRow>(rows: &[R], grouped: bool) -> StoreResult
         });
     }
     Ok(report)
+}
+
+// Alert rules.
+
+pub(crate) const ALERT_COLS: &str =
+    "id, group_id, enterprise_id, kind, target, threshold_milli, secret, created_by, created_at";
+
+/// The `(group_id, enterprise_id)` columns of an owner.
+pub(crate) fn alert_owner_ids(owner: &AlertOwner) -> (Option<&str>, Option<&str>) {
+    match owner {
+        AlertOwner::Group(id) => (Some(id), None),
+        AlertOwner::Enterprise(id) => (None, Some(id)),
+    }
+}
+
+/// A threshold as stored: thousandths.
+pub(crate) fn threshold_milli(t: Option<f64>) -> Option<i64> {
+    t.map(|t| (t * 1000.0).round() as i64)
+}
+
+pub(crate) fn alert_row<R: ReadRow>(row: &R) -> StoreResult<AlertRule> {
+    let owner = match (row.opt_text("group_id")?, row.opt_text("enterprise_id")?) {
+        (Some(g), None) => AlertOwner::Group(g),
+        (None, Some(e)) => AlertOwner::Enterprise(e),
+        _ => return Err(corrupt("alert owner")),
+    };
+    Ok(AlertRule {
+        id: row.text("id")?,
+        owner,
+        kind: AlertKind::parse(&row.text("kind")?).ok_or_else(|| corrupt("alert kind"))?,
+        target: AlertTarget::parse(&row.text("target")?).ok_or_else(|| corrupt("alert target"))?,
+        threshold: row.opt_i64("threshold_milli")?.map(|m| m as f64 / 1000.0),
+        secret: Sealed(row.bytes("secret")?),
+        created_by: row.text("created_by")?,
+        created_at: row.time("created_at")?,
+    })
 }
 
 // The request log.

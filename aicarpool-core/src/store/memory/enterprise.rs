@@ -17,7 +17,7 @@ use crate::usage::UsageScope;
 /// groups and accounts consistently.
 #[derive(Debug, Default)]
 pub(super) struct EnterpriseTables {
-    enterprises: Vec<Enterprise>,
+    pub(super) enterprises: Vec<Enterprise>,
     members: Vec<EnterpriseMember>,
     departments: Vec<Department>,
     department_admins: Vec<DepartmentAdmin>,
@@ -106,6 +106,8 @@ impl EnterpriseStore for MemoryStore {
             return Err(StoreError::NotFound);
         }
         t.ent.members.retain(|m| m.enterprise_id != id);
+        t.alerts
+            .remove_owner(&crate::alert::AlertOwner::Enterprise(id.to_owned()));
         let departments: Vec<String> = t
             .ent
             .departments

@@ -526,6 +526,39 @@ pub fn rows() -> Vec<Row> {
             },
         },
         Row {
+            method: Method::POST,
+            route: "/api/groups/{id}/alerts",
+            note: "",
+            own: "UAAAAAAFN",
+            other: OTHER,
+            call: |u| Call {
+                path: format!("/api/groups/{}/alerts", u.group),
+                body: Some(json!({"kind": "account", "target": "https://hooks.example.com/x"})),
+            },
+        },
+        Row {
+            method: Method::GET,
+            route: "/api/groups/{id}/alerts",
+            note: "",
+            own: "UAAAAAAFN",
+            other: OTHER,
+            call: |u| Call {
+                path: format!("/api/groups/{}/alerts", u.group),
+                body: None,
+            },
+        },
+        Row {
+            method: Method::DELETE,
+            route: "/api/groups/{id}/alerts/{alert_id}",
+            note: "an unknown rule: 404 once the caller may manage the group",
+            own: "UNNNNNNFN",
+            other: "UNNNNNNNN",
+            call: |u| Call {
+                path: format!("/api/groups/{}/alerts/{}", u.group, new_id()),
+                body: None,
+            },
+        },
+        Row {
             method: Method::GET,
             route: "/api/requests",
             note: "scope=group",

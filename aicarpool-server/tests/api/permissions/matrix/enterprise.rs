@@ -204,6 +204,43 @@ pub fn rows() -> Vec<Row> {
             },
         },
         Row {
+            method: Method::POST,
+            route: "/api/enterprises/{id}/alerts",
+            note: "",
+            own: "UAAAFFFFN",
+            other: OTHER,
+            call: |u| Call {
+                path: format!("/api/enterprises/{}/alerts", u.enterprise),
+                body: Some(json!({"kind": "budget", "target": "https://hooks.example.com/x"})),
+            },
+        },
+        Row {
+            method: Method::GET,
+            route: "/api/enterprises/{id}/alerts",
+            note: "",
+            own: "UAAAFFFFN",
+            other: OTHER,
+            call: |u| Call {
+                path: format!("/api/enterprises/{}/alerts", u.enterprise),
+                body: None,
+            },
+        },
+        Row {
+            method: Method::DELETE,
+            route: "/api/enterprises/{id}/alerts/{alert_id}",
+            note: "an unknown rule: 404 once the caller may manage the enterprise",
+            own: "UNNNFFFFN",
+            other: "UNNNNNNNN",
+            call: |u| Call {
+                path: format!(
+                    "/api/enterprises/{}/alerts/{}",
+                    u.enterprise,
+                    aicarpool_core::id::new_id()
+                ),
+                body: None,
+            },
+        },
+        Row {
             method: Method::GET,
             route: "/api/enterprises/{id}/events",
             note: "",
