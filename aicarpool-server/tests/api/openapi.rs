@@ -1,5 +1,6 @@
 //! The OpenAPI document at `/api/openapi.json` lists every route of the
-//! router and every path of `docs/API.md` that the code serves.
+//! router and every path of `docs/API.md` that the code serves; every
+//! path the docs (API.md and the README) name is served.
 
 use std::collections::BTreeSet;
 
@@ -41,12 +42,54 @@ const OTHER_MOUNTS: [&str; 9] = [
     "/metrics",
 ];
 
-/// Every path written in backticks in API.md.
+/// What the docs write in backticks that starts with `/` but is a prefix or
+/// a fragment named in prose (`ANTHROPIC_BASE_URL=…/api`, "under `/v1`"),
+/// not a path of its own.
+const PROSE_FRAGMENTS: [&str; 7] = [
+    "",
+    "/api/ai-proxy",
+    "/api/oauth",
+    "/chat",
+    "/v1",
+    "/v1/chat/completions",
+    "/v1/responses",
+];
+
+/// Paths the docs name that are not served yet.
+const DOCUMENTED_NOT_SERVED: [&str; 0] = [];
+
+/// Whether the data plane answers `path` (its catch-all under
+/// `/api/ai-proxy` routes by itself): an unknown path is a 404 before any
+/// key is looked at, a known one asks for a key or another method.
+async fn data_plane_serves(s: &support::TestServer, path: &str) -> bool {
+    let path = path.replace("{}", "gemini-2.5-flash");
+    for method in [Method::GET, Method::POST] {
+        let (st, _) = s
+            .call(method, &path, None, Some(serde_json::json!({})))
+            .await;
+        if st != StatusCode::NOT_FOUND {
+            return true;
+        }
+    }
+    false
+}
+
+/// Every path written in backticks in API.md and the README.
 fn documented_paths() -> BTreeSet<String> {
-    let doc = include_str!("../../../docs/API.md");
     let mut out = BTreeSet::new();
+    for doc in [
+        include_str!("../../../docs/API.md"),
+        include_str!("../../../README.md"),
+    ] {
+        paths_in(doc, &mut out);
+    }
+    out
+}
+
+fn paths_in(doc: &str, out: &mut BTreeSet<String>) {
     for (i, span) in doc.split('`').enumerate() {
-        if i % 2 == 0 {
+        // Outside backticks, or a code block (shell, not paths).
+        if i % 2 == 0 || span.contains('\n') {
             continue;
         }
         for word in span.split([' ', ',']) {
@@ -55,7 +98,6 @@ fn documented_paths() -> BTreeSet<String> {
             }
         }
     }
-    out
 }
 
 async fn document() -> Value {
@@ -108,6 +150,32 @@ async fn the_document_lists_every_path_of_api_md_that_exists() {
     assert!(
         missing.is_empty(),
         "API.md paths served but not in the OpenAPI document: {missing:?}"
+    );
+    // A documented path nobody serves is a broken promise (`/metrics` was
+    // one); only those listed as not served yet may be.
+    let s = support::spawn().await;
+    assert!(!data_plane_serves(&s, "/api/ai-proxy/v1/bogus").await);
+    assert!(data_plane_serves(&s, "/api/ai-proxy/v1/chat/completions").await);
+    let mut unserved = Vec::new();
+    for p in &documented {
+        let known = in_code.contains(p)
+            || PROSE_FRAGMENTS.contains(&p.as_str())
+            || DOCUMENTED_NOT_SERVED.contains(&p.as_str());
+        if !known && !(p.starts_with("/api/ai-proxy/") && data_plane_serves(&s, p).await) {
+            unserved.push(p);
+        }
+    }
+    assert!(
+        unserved.is_empty(),
+        "API.md documents paths the server does not serve: {unserved:?}"
+    );
+    let now_served: Vec<&&str> = DOCUMENTED_NOT_SERVED
+        .iter()
+        .filter(|p| in_code.contains(**p))
+        .collect();
+    assert!(
+        now_served.is_empty(),
+        "served now; drop them from DOCUMENTED_NOT_SERVED: {now_served:?}"
     );
     // The enterprise contract is served.
     for p in [
