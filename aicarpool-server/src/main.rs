@@ -85,8 +85,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Log lines are written by a thread of their own: a request never
+    // waits on a slow stderr (a pipe, a journal). Under a flood that
+    // thread cannot keep up with, lines are dropped rather than requests
+    // slowed. The guard flushes what is queued when `main` returns.
+    let (log_writer, _log_guard) = tracing_appender::non_blocking(std::io::stderr());
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(log_writer)
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             EnvFilter::try_from_env("AICARPOOL_LOG")

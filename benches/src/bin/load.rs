@@ -44,9 +44,9 @@ use tokio::time::Instant;
 enum Path {
     Direct,
     Gateway,
-    /// Memory mode only: a bare pass-through server in front of the mock,
-    /// holding the same two connections per stream as the gateway and
-    /// nothing else.
+    /// A bare pass-through server in front of the mock: the same two
+    /// connections per request as the gateway and nothing else (memory
+    /// mode, and latency mode with `--relay`).
     Relay,
 }
 
@@ -85,6 +85,16 @@ struct Args {
     /// Tokio worker threads for the whole process (client, gateway, mock).
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Serve the gateway (and the relay) on a runtime of its own with this
+    /// many workers, apart from the client and the mock: `1` measures the
+    /// gateway on one core.
+    #[arg(long)]
+    gateway_threads: Option<usize>,
+    /// Also measure the bare pass-through (`relay`) on the gateway's
+    /// server: `gateway − relay` is the gateway's work beyond the HTTP hop
+    /// any proxy adds.
+    #[arg(long)]
+    relay: bool,
     /// Open a new connection to the mock for every request, on both paths
     /// (the gateway's upstream client and the direct client). The mock
     /// leaves Nagle on, so a kept-alive connection stalls each streamed
@@ -148,7 +158,11 @@ struct Rig {
 }
 
 impl Rig {
-    async fn start(stream: bool, fresh_upstream: bool) -> Result<Self> {
+    async fn start(
+        stream: bool,
+        fresh_upstream: bool,
+        gateway_threads: Option<usize>,
+    ) -> Result<Self> {
         let mock = MockUpstream::start(UPSTREAM_KEY).await?;
         let upstream_client = fresh_upstream.then(unpooled_client);
         let fixture = Fixture::with_upstream_client(&mock.url, upstream_client).await?;
@@ -165,17 +179,37 @@ impl Rig {
                     .route("/relay", axum::routing::post(relay))
                     .with_state(plain),
             );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        // Nagle off on accepted connections: otherwise each small SSE event
-        // written while the previous one is unacknowledged waits for the
-        // client's delayed ACK (~40 ms on Linux) on a kept-alive connection.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        tokio::spawn(async move {
+        let serve = async move {
+            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                return;
+            };
+            // Nagle off on accepted connections: otherwise each small SSE
+            // event written while the previous one is unacknowledged waits
+            // for the client's delayed ACK (~40 ms on Linux) on a kept-alive
+            // connection.
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let _ = axum::serve(listener, app).await;
-        });
+        };
+        match gateway_threads {
+            None => {
+                tokio::spawn(serve);
+            }
+            Some(n) => {
+                // Its own runtime, alive for the rest of the process.
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(n.max(1))
+                    .thread_name("gateway-worker")
+                    .enable_all()
+                    .build()?;
+                let rt: &'static tokio::runtime::Runtime = Box::leak(Box::new(rt));
+                rt.spawn(serve);
+            }
+        }
         // Pooled, Nagle off (as the gateway's own upstream client), and a
         // bound so that a stuck request ends the run instead of hanging it.
         let client = reqwest::Client::builder()
@@ -226,10 +260,15 @@ impl Rig {
 
     /// Sends one request and reads its answer to the end; returns the time
     /// to the first and to the last byte of the body.
-    async fn send(&self, path: Path) -> Result<(Duration, Duration)> {
+    async fn send(&self, path: Path) -> Result<(Duration, Duration, Option<f64>)> {
         let started = Instant::now();
         let mut resp = self.request(path).send().await?;
         let status = resp.status();
+        let overhead = resp
+            .headers()
+            .get("x-aicarpool-overhead-ms")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         let mut first = None;
         // The end of the answer, to check that a stream really finished.
         let mut tail: Vec<u8> = Vec::new();
@@ -253,7 +292,7 @@ impl Rig {
                 path.name()
             );
         }
-        Ok((first.unwrap_or(last), last))
+        Ok((first.unwrap_or(last), last, overhead))
     }
 }
 
@@ -307,13 +346,15 @@ struct Sample {
     path: Path,
     first_byte: Duration,
     last_byte: Duration,
+    /// What the gateway says it added (`x-aicarpool-overhead-ms`).
+    overhead_ms: Option<f64>,
 }
 
 /// What a phase of the run saw.
 #[derive(Debug, Default)]
 struct Phase {
     samples: Vec<Sample>,
-    errors: [usize; 2],
+    errors: [usize; 3],
     first_error: Option<String>,
     elapsed: Duration,
 }
@@ -322,11 +363,13 @@ struct Phase {
 /// time, paced at `rate` starts per second per path when given.
 async fn run_phase(
     rig: &Arc<Rig>,
+    paths: &'static [Path],
     per_path: usize,
     concurrency: usize,
     rate: Option<f64>,
 ) -> Phase {
-    let total = per_path * 2;
+    let total = per_path * paths.len();
+    let n = paths.len() as f64;
     let next = Arc::new(AtomicUsize::new(0));
     let t0 = Instant::now();
     let mut workers = Vec::with_capacity(concurrency);
@@ -340,21 +383,18 @@ async fn run_phase(
                     break;
                 }
                 if let Some(rate) = rate {
-                    // Both paths together start 2 × rate requests a second.
-                    let due = t0 + Duration::from_secs_f64(i as f64 / (2.0 * rate));
+                    // All paths together start n × rate requests a second.
+                    let due = t0 + Duration::from_secs_f64(i as f64 / (n * rate));
                     tokio::time::sleep_until(due).await;
                 }
-                // Alternate so neither path runs on a warmer machine.
-                let path = if i % 2 == 0 {
-                    Path::Direct
-                } else {
-                    Path::Gateway
-                };
+                // Alternate so no path runs on a warmer machine.
+                let path = paths[i % paths.len()];
                 match rig.send(path).await {
-                    Ok((first_byte, last_byte)) => phase.samples.push(Sample {
+                    Ok((first_byte, last_byte, overhead_ms)) => phase.samples.push(Sample {
                         path,
                         first_byte,
                         last_byte,
+                        overhead_ms,
                     }),
                     Err(e) => {
                         phase.errors[path as usize] += 1;
@@ -370,8 +410,9 @@ async fn run_phase(
         match w.await {
             Ok(p) => {
                 all.samples.extend(p.samples);
-                all.errors[0] += p.errors[0];
-                all.errors[1] += p.errors[1];
+                for (all, p) in all.errors.iter_mut().zip(p.errors) {
+                    *all += p;
+                }
                 if all.first_error.is_none() {
                     all.first_error = p.first_error;
                 }
@@ -397,6 +438,9 @@ struct Summary {
     first_p50: f64,
     first_p99: f64,
     rps: f64,
+    /// The gateway's own account of its time (its overhead header).
+    own_p50: f64,
+    own_p99: f64,
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -423,7 +467,17 @@ fn summarize(phase: &Phase, path: Path) -> Summary {
         .collect();
     last.sort_unstable();
     first.sort_unstable();
+    let mut own: Vec<Duration> = phase
+        .samples
+        .iter()
+        .filter(|s| s.path == path)
+        .filter_map(|s| s.overhead_ms)
+        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+        .collect();
+    own.sort_unstable();
     Summary {
+        own_p50: percentile(&own, 0.50),
+        own_p99: percentile(&own, 0.99),
         ok: last.len(),
         errors: phase.errors[path as usize],
         p50: percentile(&last, 0.50),
@@ -448,6 +502,8 @@ fn summary_json(s: &Summary) -> Value {
         "first_byte_p50_ms": r(s.first_p50),
         "first_byte_p99_ms": r(s.first_p99),
         "req_per_s": s.rps.round(),
+        "own_overhead_p50_ms": if s.own_p50.is_nan() { Value::Null } else { json!(r(s.own_p50)) },
+        "own_overhead_p99_ms": if s.own_p99.is_nan() { Value::Null } else { json!(r(s.own_p99)) },
     })
 }
 
@@ -458,20 +514,27 @@ fn mib(kib: Option<u64>) -> String {
 fn latency(args: &Args) -> Result<()> {
     let rss_start = rss_kib();
     let rt = runtime(args.threads)?;
-    let (direct, gateway, phase, usage, rss_warm) = rt.block_on(async {
-        let rig = Arc::new(Rig::start(args.stream, args.fresh_upstream).await?);
-        let warm = run_phase(&rig, args.warmup, args.concurrency, None).await;
+    let (direct, gateway, relay, phase, usage, rss_warm) = rt.block_on(async {
+        let rig =
+            Arc::new(Rig::start(args.stream, args.fresh_upstream, args.gateway_threads).await?);
+        let paths: &'static [Path] = if args.relay {
+            &[Path::Direct, Path::Gateway, Path::Relay]
+        } else {
+            &[Path::Direct, Path::Gateway]
+        };
+        let warm = run_phase(&rig, paths, args.warmup, args.concurrency, None).await;
         if let Some(e) = warm.first_error {
             bail!("warm-up failed: {e}");
         }
         let rss_warm = rss_kib();
-        let phase = run_phase(&rig, args.requests, args.concurrency, args.rate).await;
+        let phase = run_phase(&rig, paths, args.requests, args.concurrency, args.rate).await;
         // Settle every stream and write the queued usage before counting.
         rig.fixture.gateway.shutdown().await;
         let usage = rig.fixture.store.usage_records().len();
         let direct = summarize(&phase, Path::Direct);
         let gateway = summarize(&phase, Path::Gateway);
-        Ok((direct, gateway, phase, usage, rss_warm))
+        let relay = args.relay.then(|| summarize(&phase, Path::Relay));
+        Ok((direct, gateway, relay, phase, usage, rss_warm))
     })?;
     let rss_end = rss_kib();
 
@@ -480,10 +543,12 @@ fn latency(args: &Args) -> Result<()> {
         .rate
         .map_or_else(|| "unpaced".into(), |r| format!("{r} req/s per path"));
     println!(
-        "aicarpool-load: {} {kind} requests per path, concurrency {}, {pace}, {} threads{}",
+        "aicarpool-load: {} {kind} requests per path, concurrency {}, {pace}, {} threads{}{}",
         args.requests,
         args.concurrency,
         args.threads,
+        args.gateway_threads
+            .map_or_else(String::new, |n| format!(" + {n} for the gateway")),
         if args.fresh_upstream {
             ", fresh upstream connections"
         } else {
@@ -494,7 +559,12 @@ fn latency(args: &Args) -> Result<()> {
         "{:<8} {:>9} {:>9} {:>9} {:>9} {:>15} {:>7} {:>8}",
         "path", "p50 ms", "p90 ms", "p99 ms", "max ms", "1st byte p50", "errors", "req/s"
     );
-    for (name, s) in [("direct", &direct), ("gateway", &gateway)] {
+    let rows = [
+        ("direct", Some(&direct)),
+        ("gateway", Some(&gateway)),
+        ("relay", relay.as_ref()),
+    ];
+    for (name, s) in rows.iter().filter_map(|(n, s)| s.map(|s| (n, s))) {
         println!(
             "{name:<8} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>15.3} {:>7} {:>8.0}",
             s.p50, s.p90, s.p99, s.max, s.first_p50, s.errors, s.rps
@@ -509,6 +579,19 @@ fn latency(args: &Args) -> Result<()> {
     println!(
         "{:<8} {:>8.2}x {:>9} {:>8.2}x",
         "ratio", ratio_p50, "", ratio_p99
+    );
+    if let Some(relay) = &relay {
+        println!(
+            "{:<8} {:>+9.3} {:>9} {:>+9.3}   (gateway − relay: beyond the HTTP hop)",
+            "beyond",
+            gateway.p50 - relay.p50,
+            "",
+            gateway.p99 - relay.p99
+        );
+    }
+    println!(
+        "{:<8} {:>9.3} {:>9} {:>9.3}   (the gateway's x-aicarpool-overhead-ms)",
+        "own", gateway.own_p50, "", gateway.own_p99
     );
     if let Some(e) = &phase.first_error {
         println!("first error: {e}");
@@ -538,9 +621,11 @@ fn latency(args: &Args) -> Result<()> {
         "concurrency": args.concurrency,
         "rate_per_path": args.rate,
         "threads": args.threads,
+        "gateway_threads": args.gateway_threads,
         "fresh_upstream": args.fresh_upstream,
         "direct": summary_json(&direct),
         "gateway": summary_json(&gateway),
+        "relay": relay.as_ref().map(summary_json),
         "added_p50_ms": r(added_p50),
         "added_p99_ms": r(added_p99),
         "ratio_p50": r(ratio_p50),
@@ -550,11 +635,8 @@ fn latency(args: &Args) -> Result<()> {
         "rss_end_kib": rss_end,
     });
     println!("{line}");
-    ensure!(
-        direct.errors + gateway.errors == 0,
-        "{} requests failed",
-        direct.errors + gateway.errors
-    );
+    let failed = direct.errors + gateway.errors + relay.map_or(0, |r| r.errors);
+    ensure!(failed == 0, "{failed} requests failed");
     Ok(())
 }
 
@@ -630,7 +712,7 @@ fn open_streams(args: &Args, streams: usize) -> Result<()> {
 /// The child of `--open-streams`: holds `n` streams open on `path`, reads
 /// RSS, lets them finish, and prints one JSON line.
 async fn hold_streams(path: Path, n: usize) -> Result<Value> {
-    let rig = Arc::new(Rig::start(true, false).await?);
+    let rig = Arc::new(Rig::start(true, false, None).await?);
     // Both children set up and warm the same things, so their baselines
     // match and only the held streams differ.
     for _ in 0..20 {
