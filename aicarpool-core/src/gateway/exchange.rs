@@ -211,52 +211,38 @@ pub(super) async fn serve(
     let a = &admitted;
     let reserve =
         admission::reservation(inner, &a.inbound.model, a.body.len(), a.inbound.max_tokens);
-    match inner.admit_limits(&a.key, reserve).await {
-        Ok((permit, queue)) => {
-            proceed(
-                inner,
-                path,
-                Admitted {
-                    permit: Some(permit),
-                    queue,
-                    ..admitted
-                },
-            )
-            .await
-        }
+    let (permit, queue) = match inner.admit_limits(&a.key, reserve).await {
+        Ok(admitted) => admitted,
         // Only a concurrency slot is missing and the limits let it wait: a
         // stream waits with its head sent, kept alive by pings.
         Err(NotAdmitted {
             line: Some(line), ..
-        }) if admitted.inbound.streamed => Ok(super::waiting::stream(
-            inner.clone(),
-            path,
-            admitted,
-            reserve,
-            line,
-        )),
+        }) if admitted.inbound.streamed => {
+            return Ok(super::waiting::stream(
+                inner.clone(),
+                path,
+                admitted,
+                reserve,
+                line,
+            ))
+        }
         Err(NotAdmitted {
             line: Some(line), ..
         }) => {
             let queue = Some(line.1);
             match inner.wait_for_limits(&admitted.key, reserve, line).await {
-                Ok(permit) => {
-                    proceed(
-                        inner,
-                        path,
-                        Admitted {
-                            permit: Some(permit),
-                            queue,
-                            ..admitted
-                        },
-                    )
-                    .await
-                }
-                Err(e) => Err(refuse(inner, path, &admitted, e).await),
+                Ok(permit) => (permit, queue),
+                Err(e) => return Err(refuse(inner, path, &admitted, e).await),
             }
         }
-        Err(NotAdmitted { error, .. }) => Err(refuse(inner, path, &admitted, error).await),
-    }
+        Err(NotAdmitted { error, .. }) => return Err(refuse(inner, path, &admitted, error).await),
+    };
+    let admitted = Admitted {
+        permit: Some(permit),
+        queue,
+        ..admitted
+    };
+    proceed(inner, path, admitted).await
 }
 
 /// A request read, checked and (when metered) admitted.

@@ -26,25 +26,32 @@ pub trait UsageFact {
     fn add_to(&self, totals: &mut UsageTotals);
 }
 
+/// The identity fields both kinds of fact hold under the same names.
+macro_rules! fact_ids {
+    ($at:ident) => {
+        fn at(&self) -> DateTime<Utc> {
+            self.$at
+        }
+        fn key_id(&self) -> &str {
+            &self.key_id
+        }
+        fn user_id(&self) -> &str {
+            &self.user_id
+        }
+        fn group_id(&self) -> &str {
+            &self.group_id
+        }
+        fn account_id(&self) -> Option<&str> {
+            self.account_id.as_deref()
+        }
+        fn model(&self) -> &str {
+            &self.model
+        }
+    };
+}
+
 impl UsageFact for UsageRecord {
-    fn at(&self) -> DateTime<Utc> {
-        self.at
-    }
-    fn key_id(&self) -> &str {
-        &self.key_id
-    }
-    fn user_id(&self) -> &str {
-        &self.user_id
-    }
-    fn group_id(&self) -> &str {
-        &self.group_id
-    }
-    fn account_id(&self) -> Option<&str> {
-        self.account_id.as_deref()
-    }
-    fn model(&self) -> &str {
-        &self.model
-    }
+    fact_ids!(at);
     fn add_to(&self, totals: &mut UsageTotals) {
         totals.add(self);
     }
@@ -105,24 +112,7 @@ impl UsageRollup {
 pub type RollupKey = (DateTime<Utc>, String, Option<String>, String);
 
 impl UsageFact for UsageRollup {
-    fn at(&self) -> DateTime<Utc> {
-        self.hour
-    }
-    fn key_id(&self) -> &str {
-        &self.key_id
-    }
-    fn user_id(&self) -> &str {
-        &self.user_id
-    }
-    fn group_id(&self) -> &str {
-        &self.group_id
-    }
-    fn account_id(&self) -> Option<&str> {
-        self.account_id.as_deref()
-    }
-    fn model(&self) -> &str {
-        &self.model
-    }
+    fact_ids!(hour);
     fn add_to(&self, totals: &mut UsageTotals) {
         totals.merge(&self.totals);
     }

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::caller::Caller;
-use super::usage::{scope, time};
+use super::usage::{scope, time_range};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -144,20 +144,13 @@ pub async fn list(
                 .ok_or_else(|| ApiError::bad_request("cursor is not one this log handed out"))
         })
         .transpose()?;
+    let (from, to) = time_range(p.from.as_deref(), p.to.as_deref(), tz)?;
     let query = RequestQuery {
         scope: scope(&state, &caller, p.scope.as_deref(), p.id).await?,
         status,
         model: p.model.filter(|m| !m.is_empty()),
-        from: p
-            .from
-            .as_deref()
-            .map(|v| time("from", v, false, tz))
-            .transpose()?,
-        to: p
-            .to
-            .as_deref()
-            .map(|v| time("to", v, true, tz))
-            .transpose()?,
+        from,
+        to,
         limit,
         cursor,
     };

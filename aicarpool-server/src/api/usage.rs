@@ -49,19 +49,11 @@ async fn usage_query(
     let Query(p) =
         params.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
     let scope = scope(state, caller, p.scope.as_deref(), p.id).await?;
-    let tz = state.config.timezone;
+    let (from, to) = time_range(p.from.as_deref(), p.to.as_deref(), state.config.timezone)?;
     Ok(UsageQuery {
         scope,
-        from: p
-            .from
-            .as_deref()
-            .map(|v| time("from", v, false, tz))
-            .transpose()?,
-        to: p
-            .to
-            .as_deref()
-            .map(|v| time("to", v, true, tz))
-            .transpose()?,
+        from,
+        to,
         group_by: p.group_by.as_deref().map(group_by).transpose()?,
     })
 }
@@ -134,10 +126,25 @@ pub(super) async fn scope(
     }
 }
 
+/// A query's `from` (inclusive) and `to` (exclusive), each optional.
+type TimeRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// The `from` and `to` query values as instants (see [`time`]).
+pub(super) fn time_range(
+    from: Option<&str>,
+    to: Option<&str>,
+    tz: chrono_tz::Tz,
+) -> ApiResult<TimeRange> {
+    Ok((
+        from.map(|v| time("from", v, false, tz)).transpose()?,
+        to.map(|v| time("to", v, true, tz)).transpose()?,
+    ))
+}
+
 /// RFC 3339, or a date: midnight in the server's time zone
 /// (`AICARPOOL_TIMEZONE`, the zone of daily limits); for an end bound, the
 /// next midnight.
-pub(super) fn time(field: &str, v: &str, end: bool, tz: chrono_tz::Tz) -> ApiResult<DateTime<Utc>> {
+fn time(field: &str, v: &str, end: bool, tz: chrono_tz::Tz) -> ApiResult<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(v) {
         return Ok(t.with_timezone(&Utc));
     }
