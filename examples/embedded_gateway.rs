@@ -52,6 +52,8 @@ async fn main() -> anyhow::Result<()> {
         department_id: None,
         max_members: None,
         limits: Default::default(),
+        fair_share: Default::default(),
+        fare_split: Default::default(),
         created_by: alice.id.clone(),
         created_at: now,
     };
@@ -59,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
         group_id: group.id.clone(),
         user_id: alice.id.clone(),
         role: GroupRole::Owner,
+        share_weight: aicarpool_core::carpool::DEFAULT_SHARE_WEIGHT,
         joined_at: now,
     };
     store.create_group(&group, &owner).await?;

@@ -32,6 +32,7 @@ pub mod account;
 pub mod alert;
 pub mod binding;
 pub mod bounds;
+pub mod carpool;
 pub mod enterprise;
 #[cfg(test)]
 mod fuzzing;

@@ -6,6 +6,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::carpool::{FairShare, FareSplit, DEFAULT_SHARE_WEIGHT};
 use crate::enterprise::EnterpriseRole;
 use crate::limits::KeyLimits;
 
@@ -55,6 +56,10 @@ pub struct Group {
     pub department_id: Option<String>,
     pub max_members: Option<u32>,
     pub limits: KeyLimits,
+    #[serde(default)]
+    pub fair_share: FairShare,
+    #[serde(default)]
+    pub fare_split: FareSplit,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
 }
@@ -99,7 +104,14 @@ pub struct Membership {
     pub group_id: String,
     pub user_id: String,
     pub role: GroupRole,
+    /// The member's weight in the fair share of a window (1–100).
+    #[serde(default = "default_share_weight")]
+    pub share_weight: u32,
     pub joined_at: DateTime<Utc>,
+}
+
+fn default_share_weight() -> u32 {
+    DEFAULT_SHARE_WEIGHT
 }
 
 /// What accepting an invitation grants.

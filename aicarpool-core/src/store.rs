@@ -99,12 +99,8 @@ pub trait GroupStore: Send + Sync {
     async fn membership(&self, group_id: &str, user_id: &str) -> StoreResult<Option<Membership>>;
     /// Members with their user records, oldest first.
     async fn members(&self, group_id: &str) -> StoreResult<Vec<(Membership, User)>>;
-    async fn set_member_role(
-        &self,
-        group_id: &str,
-        user_id: &str,
-        role: GroupRole,
-    ) -> StoreResult<()>;
+    /// Writes a membership's role and share weight.
+    async fn update_member(&self, membership: &Membership) -> StoreResult<()>;
     /// Removes the membership and deletes that member's keys in the group;
     /// returns the deleted keys (so caches can be invalidated).
     async fn remove_member(&self, group_id: &str, user_id: &str) -> StoreResult<Vec<KeyRecord>>;

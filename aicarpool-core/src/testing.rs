@@ -161,6 +161,11 @@ pub fn group(owner: &str) -> Group {
             })),
             ..full_limits()
         },
+        fair_share: crate::carpool::FairShare {
+            enabled: false,
+            engage_at: 0.75,
+        },
+        fare_split: crate::carpool::FareSplit { equal_part: 0.25 },
         created_by: owner.to_owned(),
         created_at: now_ms(),
     }
@@ -171,6 +176,7 @@ pub fn membership(group_id: &str, user_id: &str, role: GroupRole) -> Membership 
         group_id: group_id.to_owned(),
         user_id: user_id.to_owned(),
         role,
+        share_weight: 1,
         joined_at: now_ms(),
     }
 }

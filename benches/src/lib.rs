@@ -88,6 +88,8 @@ impl Fixture {
             department_id: None,
             max_members: None,
             limits: Default::default(),
+            fair_share: Default::default(),
+            fare_split: Default::default(),
             created_by: user.id.clone(),
             created_at: now,
         };
@@ -95,6 +97,7 @@ impl Fixture {
             group_id: group.id.clone(),
             user_id: user.id.clone(),
             role: GroupRole::Owner,
+            share_weight: aicarpool_core::carpool::DEFAULT_SHARE_WEIGHT,
             joined_at: now,
         };
         store.create_group(&group, &owner).await?;

@@ -277,19 +277,15 @@ impl GroupStore for MemoryStore {
             .collect())
     }
 
-    async fn set_member_role(
-        &self,
-        group_id: &str,
-        user_id: &str,
-        role: GroupRole,
-    ) -> StoreResult<()> {
+    async fn update_member(&self, membership: &Membership) -> StoreResult<()> {
         let mut t = self.t();
         let m = t
             .memberships
             .iter_mut()
-            .find(|m| m.group_id == group_id && m.user_id == user_id)
+            .find(|m| m.group_id == membership.group_id && m.user_id == membership.user_id)
             .ok_or(StoreError::NotFound)?;
-        m.role = role;
+        m.role = membership.role;
+        m.share_weight = membership.share_weight;
         Ok(())
     }
 

@@ -23,6 +23,8 @@ pub async fn groups<S: Store + ?Sized>(store: &S) {
         department_id: None,
         max_members: None,
         limits: KeyLimits::default(),
+        fair_share: Default::default(),
+        fare_split: Default::default(),
         created_by: owner.id.clone(),
         created_at: now_ms() + Duration::milliseconds(1),
     };
@@ -109,19 +111,26 @@ pub async fn members<S: Store + ?Sized>(store: &S) {
     );
     assert!(store.members(&new_id()).await.unwrap().is_empty());
 
-    store
-        .set_member_role(&g.id, &alice.id, GroupRole::Admin)
-        .await
-        .unwrap();
+    let promoted = Membership {
+        role: GroupRole::Admin,
+        share_weight: 3,
+        ..ma.clone()
+    };
+    store.update_member(&promoted).await.unwrap();
     assert_eq!(
         store.groups_of_user(&alice.id).await.unwrap(),
         vec![(g.clone(), GroupRole::Admin)]
     );
+    assert_eq!(
+        store.membership(&g.id, &alice.id).await.unwrap(),
+        Some(promoted.clone()),
+        "role and share weight written"
+    );
     expect_not_found(
         store
-            .set_member_role(&g.id, &new_id(), GroupRole::Admin)
+            .update_member(&membership(&g.id, &new_id(), GroupRole::Admin))
             .await,
-        "role of a non-member",
+        "a non-member",
     );
 
     let mut a1 = key(&g.id, &alice.id);

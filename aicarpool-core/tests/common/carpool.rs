@@ -34,6 +34,8 @@ pub async fn owner_and_group(store: &MemoryStore, limits: KeyLimits) -> (User, G
         department_id: None,
         max_members: None,
         limits,
+        fair_share: Default::default(),
+        fare_split: Default::default(),
         created_by: user.id.clone(),
         created_at: now,
     };
@@ -41,6 +43,7 @@ pub async fn owner_and_group(store: &MemoryStore, limits: KeyLimits) -> (User, G
         group_id: group.id.clone(),
         user_id: user.id.clone(),
         role: GroupRole::Owner,
+        share_weight: aicarpool_core::carpool::DEFAULT_SHARE_WEIGHT,
         joined_at: now,
     };
     store.create_group(&group, &owner).await.unwrap();

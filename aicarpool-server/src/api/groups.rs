@@ -1,5 +1,6 @@
 //! Carpool groups and their members.
 
+use aicarpool_core::carpool::{validate_share_weight, FairShare, FareSplit};
 use aicarpool_core::id::new_id;
 use aicarpool_core::key::KeyRecord;
 use aicarpool_core::limits::KeyLimits;
@@ -66,6 +67,8 @@ pub async fn create(
         department_id,
         max_members,
         limits: KeyLimits::default(),
+        fair_share: Default::default(),
+        fare_split: Default::default(),
         created_by: caller.id().to_owned(),
         created_at: now,
     };
@@ -73,6 +76,7 @@ pub async fn create(
         group_id: group.id.clone(),
         user_id: caller.id().to_owned(),
         role: GroupRole::Owner,
+        share_weight: aicarpool_core::carpool::DEFAULT_SHARE_WEIGHT,
         joined_at: now,
     };
     state.store.create_group(&group, &owner).await?;
@@ -248,6 +252,8 @@ pub struct PatchGroup {
     #[serde(default, deserialize_with = "double_option")]
     max_members: Option<Option<u32>>,
     limits: Option<KeyLimits>,
+    fair_share: Option<FairShare>,
+    fare_split: Option<FareSplit>,
     /// Moves an enterprise group to another department of its enterprise
     /// (`null`: out of any department).
     #[serde(default, deserialize_with = "double_option")]
@@ -273,6 +279,14 @@ pub async fn patch(
     }
     if let Some(l) = body.limits {
         group.limits = limits(l)?;
+    }
+    if let Some(f) = body.fair_share {
+        f.validate().map_err(ApiError::bad_request)?;
+        group.fair_share = f;
+    }
+    if let Some(f) = body.fare_split {
+        f.validate().map_err(ApiError::bad_request)?;
+        group.fare_split = f;
     }
     if let Some(to) = body.department_id {
         move_group(&state, &caller, &mut group, to).await?;
@@ -305,6 +319,16 @@ async fn audit_changes(state: &AppState, caller: &Caller, before: &Group, after:
         json!(after.max_members),
     );
     note("limits", json!(before.limits), json!(after.limits));
+    note(
+        "fairShare",
+        json!(before.fair_share),
+        json!(after.fair_share),
+    );
+    note(
+        "fareSplit",
+        json!(before.fare_split),
+        json!(after.fare_split),
+    );
     if fields.is_empty() {
         return;
     }
@@ -401,13 +425,16 @@ pub async fn members(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PatchMember {
-    role: String,
+    role: Option<String>,
+    /// The member's weight in the fair share of a window (1–100).
+    share_weight: Option<u32>,
 }
 
 #[utoipa::path(patch, path = "/api/groups/{id}/members/{user_id}", tag = "groups",
     params(("id" = String, Path), ("user_id" = String, Path)),
-    responses((status = 200, description = "the member with the new role")))]
+    responses((status = 200, description = "the member with the new role or share weight")))]
 pub async fn patch_member(
     State(state): State<AppState>,
     caller: Caller,
@@ -415,34 +442,57 @@ pub async fn patch_member(
     ValidJson(body): ValidJson<PatchMember>,
 ) -> ApiResult<Json<MemberView>> {
     let (group, _) = require_group_role(&state, &caller, &id, GroupRole::Admin).await?;
-    let role = match GroupRole::parse(&body.role) {
-        Some(r @ (GroupRole::Admin | GroupRole::Member)) => r,
-        _ => return Err(ApiError::bad_request("role must be `admin` or `member`")),
+    let role = match body.role.as_deref().map(GroupRole::parse) {
+        None => None,
+        Some(Some(r @ (GroupRole::Admin | GroupRole::Member))) => Some(r),
+        Some(_) => return Err(ApiError::bad_request("role must be `admin` or `member`")),
     };
+    if let Some(w) = body.share_weight {
+        validate_share_weight(w).map_err(ApiError::bad_request)?;
+    }
+    if role.is_none() && body.share_weight.is_none() {
+        return Err(ApiError::bad_request("give `role` or `shareWeight`"));
+    }
     let target = member(&state, &group.id, &user_id).await?;
-    if target.role == GroupRole::Owner {
+    if target.role == GroupRole::Owner && role.is_some_and(|r| r != GroupRole::Owner) {
         return Err(ApiError::conflict("the owner's role cannot be changed"));
     }
-    state
-        .store
-        .set_member_role(&group.id, &user_id, role)
-        .await?;
-    audit::record(
-        &state,
-        Some(caller.id()),
-        "member.role_changed",
-        ("user", &user_id),
-        Scope::Group(&group.id),
-        json!({"from": target.role, "to": role}),
-    )
-    .await;
-    tracing::info!(group_id = %group.id, %user_id, role = role.as_str(), "member role changed");
+    let updated = Membership {
+        role: role.unwrap_or(target.role),
+        share_weight: body.share_weight.unwrap_or(target.share_weight),
+        ..target.clone()
+    };
+    state.store.update_member(&updated).await?;
+    if updated.role != target.role {
+        audit::record(
+            &state,
+            Some(caller.id()),
+            "member.role_changed",
+            ("user", &user_id),
+            Scope::Group(&group.id),
+            json!({"from": target.role, "to": updated.role}),
+        )
+        .await;
+        tracing::info!(group_id = %group.id, %user_id, role = updated.role.as_str(), "member role changed");
+    }
+    if updated.share_weight != target.share_weight {
+        // The data plane reads weights with the group's routes.
+        state.gateway.invalidate_group(&group.id);
+        audit::record(
+            &state,
+            Some(caller.id()),
+            "member.share_weight_changed",
+            ("user", &user_id),
+            Scope::Group(&group.id),
+            json!({"from": target.share_weight, "to": updated.share_weight}),
+        )
+        .await;
+    }
     let user = state
         .store
         .user(&user_id)
         .await?
         .ok_or_else(|| ApiError::not_found("member"))?;
-    let updated = Membership { role, ..target };
     Ok(Json(MemberView::new(&updated, &user)))
 }
 

@@ -642,6 +642,7 @@ async fn grant(state: &AppState, inv: &Invitation, place: &Place, user: &User) -
                         group_id: group.id.clone(),
                         user_id: user.id.clone(),
                         role: *role,
+                        share_weight: aicarpool_core::carpool::DEFAULT_SHARE_WEIGHT,
                         joined_at: now,
                     },
                     group.max_members,

@@ -29,6 +29,7 @@ pub struct MemberView {
     pub email: String,
     pub name: String,
     pub role: GroupRole,
+    pub share_weight: u32,
     pub joined_at: DateTime<Utc>,
 }
 
@@ -39,6 +40,7 @@ impl MemberView {
             email: u.email.clone(),
             name: u.name.clone(),
             role: m.role,
+            share_weight: m.share_weight,
             joined_at: m.joined_at,
         }
     }

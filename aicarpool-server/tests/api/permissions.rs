@@ -121,6 +121,7 @@ fn member(group: &str, user: &str, role: GroupRole) -> Membership {
         group_id: group.to_owned(),
         user_id: user.to_owned(),
         role,
+        share_weight: aicarpool_core::carpool::DEFAULT_SHARE_WEIGHT,
         joined_at: Utc::now(),
     }
 }
@@ -216,6 +217,8 @@ pub async fn universe(s: &TestServer, hash: &str) -> Universe {
         department_id: Some(d2.id.clone()),
         max_members: None,
         limits: Default::default(),
+        fair_share: Default::default(),
+        fare_split: Default::default(),
         created_by: go.id.clone(),
         created_at: now,
     };

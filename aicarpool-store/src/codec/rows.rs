@@ -71,6 +71,8 @@ pub(crate) fn group_row<R: ReadRow>(row: &R) -> StoreResult<Group> {
         department_id: row.opt_text("department_id")?,
         max_members: row.opt_int("max_members")?,
         limits: row.json("limits")?,
+        fair_share: row.json("fair_share")?,
+        fare_split: row.json("fare_split")?,
         created_by: row.text("created_by")?,
         created_at: row.time("created_at")?,
     })
@@ -81,6 +83,7 @@ pub(crate) fn membership_row<R: ReadRow>(row: &R) -> StoreResult<Membership> {
         group_id: row.text("group_id")?,
         user_id: row.text("user_id")?,
         role: role(row, "role")?,
+        share_weight: row.int("share_weight")?,
         joined_at: row.time("joined_at")?,
     })
 }

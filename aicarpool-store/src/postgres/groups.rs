@@ -18,7 +18,8 @@ use crate::codec::rows::{
 pub(super) const GROUP_COLS: &str =
     "g.id AS id, g.name AS name, g.enterprise_id AS enterprise_id, \
      g.department_id AS department_id, g.max_members AS max_members, \
-     g.limits::text AS limits, g.created_by AS created_by, g.created_at AS created_at";
+     g.limits::text AS limits, g.fair_share::text AS fair_share, \
+     g.fare_split::text AS fare_split, g.created_by AS created_by, g.created_at AS created_at";
 
 #[async_trait]
 impl GroupStore for PostgresStore {
@@ -26,8 +27,8 @@ impl GroupStore for PostgresStore {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         sqlx::query(
             "INSERT INTO carpool_groups (id, name, enterprise_id, department_id, max_members,
-                 limits, created_by, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)",
+                 limits, fair_share, fare_split, created_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9, $10)",
         )
         .bind(&group.id)
         .bind(&group.name)
@@ -35,6 +36,8 @@ impl GroupStore for PostgresStore {
         .bind(&group.department_id)
         .bind(group.max_members.map(wide))
         .bind(json(&group.limits)?)
+        .bind(json(&group.fair_share)?)
+        .bind(json(&group.fare_split)?)
         .bind(&group.created_by)
         .bind(ms(group.created_at))
         .execute(&mut *tx)
@@ -57,14 +60,17 @@ impl GroupStore for PostgresStore {
     async fn update_group(&self, group: &Group) -> StoreResult<()> {
         let done = sqlx::query(
             "UPDATE carpool_groups SET name = $1, enterprise_id = $2, department_id = $3,
-                 max_members = $4, limits = $5::jsonb, created_by = $6, created_at = $7
-             WHERE id = $8",
+                 max_members = $4, limits = $5::jsonb, fair_share = $6::jsonb,
+                 fare_split = $7::jsonb, created_by = $8, created_at = $9
+             WHERE id = $10",
         )
         .bind(&group.name)
         .bind(&group.enterprise_id)
         .bind(&group.department_id)
         .bind(group.max_members.map(wide))
         .bind(json(&group.limits)?)
+        .bind(json(&group.fair_share)?)
+        .bind(json(&group.fare_split)?)
         .bind(&group.created_by)
         .bind(ms(group.created_at))
         .bind(&group.id)
@@ -151,7 +157,7 @@ impl GroupStore for PostgresStore {
 
     async fn membership(&self, group_id: &str, user_id: &str) -> StoreResult<Option<Membership>> {
         self.fetch_one(
-            "SELECT group_id, user_id, role, joined_at FROM memberships
+            "SELECT group_id, user_id, role, share_weight, joined_at FROM memberships
              WHERE group_id = $1 AND user_id = $2",
             &[group_id, user_id],
             membership_row,
@@ -162,7 +168,7 @@ impl GroupStore for PostgresStore {
     async fn members(&self, group_id: &str) -> StoreResult<Vec<(Membership, User)>> {
         self.fetch_many(
             "SELECT m.group_id AS group_id, m.user_id AS user_id, m.role AS role,
-                 m.joined_at AS joined_at,
+                 m.share_weight AS share_weight, m.joined_at AS joined_at,
                  u.id AS u_id, u.email AS u_email, u.name AS u_name,
                  u.password_hash AS u_password_hash, u.is_system_admin AS u_is_system_admin,
                  u.created_at AS u_created_at
@@ -175,20 +181,18 @@ impl GroupStore for PostgresStore {
         .await
     }
 
-    async fn set_member_role(
-        &self,
-        group_id: &str,
-        user_id: &str,
-        role: GroupRole,
-    ) -> StoreResult<()> {
-        let done =
-            sqlx::query("UPDATE memberships SET role = $1 WHERE group_id = $2 AND user_id = $3")
-                .bind(role.as_str())
-                .bind(group_id)
-                .bind(user_id)
-                .execute(&self.pool)
-                .await
-                .map_err(db_err)?;
+    async fn update_member(&self, membership: &Membership) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE memberships SET role = $1, share_weight = $2
+             WHERE group_id = $3 AND user_id = $4",
+        )
+        .bind(membership.role.as_str())
+        .bind(wide(membership.share_weight))
+        .bind(&membership.group_id)
+        .bind(&membership.user_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
         affected(done)
     }
 
@@ -287,11 +291,13 @@ impl GroupStore for PostgresStore {
 
 async fn insert_membership(conn: &mut PgConnection, m: &Membership) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO memberships (group_id, user_id, role, joined_at) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO memberships (group_id, user_id, role, share_weight, joined_at)
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(&m.group_id)
     .bind(&m.user_id)
     .bind(m.role.as_str())
+    .bind(wide(m.share_weight))
     .bind(ms(m.joined_at))
     .execute(conn)
     .await

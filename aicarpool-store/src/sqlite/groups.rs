@@ -18,7 +18,7 @@ use crate::codec::rows::{
 pub(super) const GROUP_COLS: &str =
     "g.id AS id, g.name AS name, g.enterprise_id AS enterprise_id, \
      g.department_id AS department_id, g.max_members AS max_members, g.limits AS limits, \
-     g.created_by AS created_by, g.created_at AS created_at";
+     g.fair_share AS fair_share, g.fare_split AS fare_split, g.created_by AS created_by, g.created_at AS created_at";
 
 #[async_trait]
 impl GroupStore for SqliteStore {
@@ -26,8 +26,8 @@ impl GroupStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO carpool_groups (id, name, enterprise_id, department_id, max_members,
-                 limits, created_by, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 limits, fair_share, fare_split, created_by, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&group.id)
         .bind(&group.name)
@@ -35,6 +35,8 @@ impl GroupStore for SqliteStore {
         .bind(&group.department_id)
         .bind(group.max_members)
         .bind(json(&group.limits)?)
+        .bind(json(&group.fair_share)?)
+        .bind(json(&group.fare_split)?)
         .bind(&group.created_by)
         .bind(ms(group.created_at))
         .execute(&mut *tx)
@@ -58,7 +60,8 @@ impl GroupStore for SqliteStore {
     async fn update_group(&self, group: &Group) -> StoreResult<()> {
         let done = sqlx::query(
             "UPDATE carpool_groups SET name = ?, enterprise_id = ?, department_id = ?,
-                 max_members = ?, limits = ?, created_by = ?, created_at = ?
+                 max_members = ?, limits = ?, fair_share = ?, fare_split = ?, created_by = ?,
+                 created_at = ?
              WHERE id = ?",
         )
         .bind(&group.name)
@@ -66,6 +69,8 @@ impl GroupStore for SqliteStore {
         .bind(&group.department_id)
         .bind(group.max_members)
         .bind(json(&group.limits)?)
+        .bind(json(&group.fair_share)?)
+        .bind(json(&group.fare_split)?)
         .bind(&group.created_by)
         .bind(ms(group.created_at))
         .bind(&group.id)
@@ -119,13 +124,14 @@ impl GroupStore for SqliteStore {
         // the count and the insert cannot interleave with another join.
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
-            "INSERT INTO memberships (group_id, user_id, role, joined_at)
-             SELECT ?, ?, ?, ?
+            "INSERT INTO memberships (group_id, user_id, role, share_weight, joined_at)
+             SELECT ?, ?, ?, ?, ?
              WHERE (SELECT COUNT(*) FROM memberships WHERE group_id = ?) < ?",
         )
         .bind(&membership.group_id)
         .bind(&membership.user_id)
         .bind(membership.role.as_str())
+        .bind(membership.share_weight)
         .bind(ms(membership.joined_at))
         .bind(&membership.group_id)
         .bind(max)
@@ -152,7 +158,7 @@ impl GroupStore for SqliteStore {
 
     async fn membership(&self, group_id: &str, user_id: &str) -> StoreResult<Option<Membership>> {
         self.fetch_one(
-            "SELECT group_id, user_id, role, joined_at FROM memberships
+            "SELECT group_id, user_id, role, share_weight, joined_at FROM memberships
              WHERE group_id = ? AND user_id = ?",
             &[group_id, user_id],
             membership_row,
@@ -163,7 +169,7 @@ impl GroupStore for SqliteStore {
     async fn members(&self, group_id: &str) -> StoreResult<Vec<(Membership, User)>> {
         self.fetch_many(
             "SELECT m.group_id AS group_id, m.user_id AS user_id, m.role AS role,
-                 m.joined_at AS joined_at,
+                 m.share_weight AS share_weight, m.joined_at AS joined_at,
                  u.id AS u_id, u.email AS u_email, u.name AS u_name,
                  u.password_hash AS u_password_hash, u.is_system_admin AS u_is_system_admin,
                  u.created_at AS u_created_at
@@ -176,20 +182,17 @@ impl GroupStore for SqliteStore {
         .await
     }
 
-    async fn set_member_role(
-        &self,
-        group_id: &str,
-        user_id: &str,
-        role: GroupRole,
-    ) -> StoreResult<()> {
-        let done =
-            sqlx::query("UPDATE memberships SET role = ? WHERE group_id = ? AND user_id = ?")
-                .bind(role.as_str())
-                .bind(group_id)
-                .bind(user_id)
-                .execute(&self.pool)
-                .await
-                .map_err(db_err)?;
+    async fn update_member(&self, membership: &Membership) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE memberships SET role = ?, share_weight = ? WHERE group_id = ? AND user_id = ?",
+        )
+        .bind(membership.role.as_str())
+        .bind(membership.share_weight)
+        .bind(&membership.group_id)
+        .bind(&membership.user_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
         affected(done)
     }
 
@@ -285,13 +288,17 @@ impl GroupStore for SqliteStore {
 }
 
 async fn insert_membership(conn: &mut sqlx::SqliteConnection, m: &Membership) -> StoreResult<()> {
-    sqlx::query("INSERT INTO memberships (group_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)")
-        .bind(&m.group_id)
-        .bind(&m.user_id)
-        .bind(m.role.as_str())
-        .bind(ms(m.joined_at))
-        .execute(conn)
-        .await
-        .map_err(db_err)?;
+    sqlx::query(
+        "INSERT INTO memberships (group_id, user_id, role, share_weight, joined_at)
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(&m.group_id)
+    .bind(&m.user_id)
+    .bind(m.role.as_str())
+    .bind(m.share_weight)
+    .bind(ms(m.joined_at))
+    .execute(conn)
+    .await
+    .map_err(db_err)?;
     Ok(())
 }
