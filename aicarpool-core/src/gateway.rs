@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::account::{Account, Protocol};
+use crate::fair::{MemoryLedger, WindowLedger};
 use crate::key::{KeyHash, KeyRecord};
 use crate::limit::{InMemoryLimiter, Limiter, StoreBaseline};
 use crate::oauth::{
@@ -47,7 +48,7 @@ use crate::provider::anthropic::AnthropicProvider;
 use crate::provider::gemini::GeminiProvider;
 use crate::provider::openai::OpenAiProvider;
 use crate::provider::proxy::HttpClients;
-use crate::router::{Router, SmartRouter};
+use crate::router::{Clock, Router, SmartRouter, SystemClock};
 use crate::secret::Sealer;
 use crate::store::DynStore;
 use crate::usage::{UsageWriter, UsageWriterConfig};
@@ -60,6 +61,7 @@ mod dispatch;
 mod error;
 mod exchange;
 mod failover;
+mod fair_share;
 mod first_byte;
 mod gemini;
 pub mod hops;
@@ -77,6 +79,7 @@ pub mod telemetry;
 mod waiting;
 
 pub use error::{GatewayError, REFUSAL_HEADER};
+pub use fair_share::{MemberWindow, WindowReport};
 pub use invalidation::{Invalidation, InvalidationBus};
 pub use paths::{protocol_of, AI_PROXY_PREFIX};
 use routes::RouteTable;
@@ -218,6 +221,8 @@ struct Inner {
     streams: TaskTracker,
     /// Requests waiting for a concurrency slot.
     waiting: waiting::WaitingRoom,
+    /// Members' use of subscription windows.
+    fair: fair_share::FairShareState,
     shutdown: CancellationToken,
     config: GatewayConfig,
 }
@@ -237,6 +242,8 @@ pub struct GatewayBuilder {
     claude_oauth: ClaudeOAuthConfig,
     token_refresh: TokenManagerConfig,
     invalidation_bus: Option<Arc<dyn InvalidationBus>>,
+    window_ledger: Arc<dyn WindowLedger>,
+    clock: Arc<dyn Clock>,
 }
 
 impl GatewayBuilder {
@@ -304,6 +311,19 @@ impl GatewayBuilder {
         self
     }
 
+    /// Where members' use of subscription windows is kept for the fair
+    /// share (default: in memory; a shared one makes instances agree).
+    pub fn window_ledger(mut self, ledger: Arc<dyn WindowLedger>) -> Self {
+        self.window_ledger = ledger;
+        self
+    }
+
+    /// The clock the fair share reads windows by (default: the system's).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Builds the gateway; starts the usage writer on the current runtime.
     pub fn build(self) -> Gateway {
         let config = self.config;
@@ -362,6 +382,7 @@ impl GatewayBuilder {
                 ),
                 streams: TaskTracker::new(),
                 waiting: waiting::WaitingRoom::default(),
+                fair: fair_share::FairShareState::new(self.window_ledger, self.clock),
                 shutdown: CancellationToken::new(),
                 config,
             }),
@@ -389,7 +410,15 @@ impl Gateway {
             claude_oauth: ClaudeOAuthConfig::default(),
             token_refresh: TokenManagerConfig::default(),
             invalidation_bus: None,
+            window_ledger: Arc::new(MemoryLedger::new()),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The windows of the group's subscription accounts, as this instance
+    /// last saw them, each split among the group's members.
+    pub async fn windows(&self, group_id: &str) -> Result<Vec<WindowReport>, GatewayError> {
+        self.inner.window_reports(group_id).await
     }
 
     /// Serves one data-plane request as it arrives: the key is checked

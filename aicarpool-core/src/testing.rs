@@ -23,6 +23,7 @@ mod accounts;
 mod alerts;
 mod credentials;
 mod enterprise;
+pub mod fair;
 mod groups;
 mod keys;
 pub mod limiter;

@@ -34,3 +34,8 @@ async fn in_memory_limiter_conforms() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn in_memory_window_ledger_conforms() {
+    aicarpool_core::testing::fair::ledger(&aicarpool_core::fair::MemoryLedger::new()).await;
+}

@@ -94,5 +94,5 @@ mod redis;
 #[cfg(feature = "redis")]
 pub use redis::{
     InvalidationBusError, RedisConnectError, RedisInvalidationBus, RedisLimiter, RedisLimiterError,
-    RedisLoginStore, RedisLoginStoreError,
+    RedisLoginStore, RedisLoginStoreError, RedisWindowLedger,
 };

@@ -1,6 +1,7 @@
 //! Redis for several gateway instances: [`RedisLimiter`] shares member
 //! limits, [`RedisInvalidationBus`] shares cache invalidations,
-//! [`RedisLoginStore`] shares pending Claude sign-ins. The
+//! [`RedisLoginStore`] shares pending Claude sign-ins,
+//! [`RedisWindowLedger`] shares members' use of subscription windows. The
 //! limiter's design (why Lua, key layout, failure behaviour) is documented
 //! on [`RedisLimiter`] itself, since this module is private.
 
@@ -10,10 +11,12 @@ mod keys;
 mod logins;
 mod reply;
 mod ticket;
+mod windows;
 
 pub use connection::RedisConnectError;
 pub use invalidation::{InvalidationBusError, RedisInvalidationBus};
 pub use logins::{RedisLoginStore, RedisLoginStoreError};
+pub use windows::RedisWindowLedger;
 
 use std::fmt;
 use std::sync::{Arc, LazyLock};

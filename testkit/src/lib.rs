@@ -15,7 +15,10 @@
 //!   scripted [`Behavior`]s);
 //! - [`oauth::MockOAuth`], a Claude OAuth token endpoint (PKCE checked,
 //!   single-use codes, rotating refresh tokens);
-//! - [`proxy`], loopback HTTP and SOCKS5 proxies that record their traffic.
+//! - [`proxy`], loopback HTTP and SOCKS5 proxies that record their traffic;
+//! - [`subscription::SubscriptionMock`], a Claude subscription with 5-hour
+//!   and 7-day usage windows that fill with the cost served, on a clock
+//!   the test drives.
 
 pub mod encoding;
 pub mod fixtures;
@@ -24,6 +27,7 @@ pub mod mock_gemini;
 pub mod mock_openai;
 pub mod oauth;
 pub mod proxy;
+pub mod subscription;
 pub mod upstream;
 
 pub use encoding::Encoding;

@@ -115,6 +115,7 @@ async fn dispatch_once(
     let mut last_message: Option<String> = None;
     let mut last_account = None;
     let mut out_of_time = false;
+    let mut over_share = None;
     for candidate in &plan.candidates {
         if ctx.attempts() as usize >= max_attempts {
             break;
@@ -130,6 +131,11 @@ async fn dispatch_once(
             break;
         }
         let account_id = candidate.account.account.id.as_str();
+        // Another account may still serve a member over their share here.
+        if let Some(refusal) = inner.over_share(ctx, &table.fairness, candidate).await {
+            over_share.get_or_insert(refusal);
+            continue;
+        }
         let Some(lease) = candidate.account.try_lease() else {
             tally.busy();
             continue;
@@ -198,7 +204,10 @@ async fn dispatch_once(
         share_cooling(inner, &report);
         drop(permit);
         if !answer.class.fails_over() {
-            return Ok(relay::respond(inner, ctx, &*leg, candidate, lease, answer.resp).await);
+            let charge =
+                inner.pending_charge(ctx, &table.fairness, candidate, answer.resp.headers());
+            let settle = relay::Settle { lease, charge };
+            return Ok(relay::respond(inner, ctx, &*leg, candidate, settle, answer.resp).await);
         }
         // A `retry-after` header wins over a wait named in the body.
         let wait = retry_after(answer.resp.headers()).or(answer.retry_after);
@@ -207,6 +216,9 @@ async fn dispatch_once(
         let message = relay::error_message(&answer.head);
         tracing::warn!(account_id, status, %message, "upstream refused; trying the next account");
         last_message = Some(message);
+    }
+    if let (Some(refusal), None) = (over_share, &last_account) {
+        return Err(Unserved::new(refusal));
     }
     Err(Unserved {
         error: failover::refusal(&tally, last_message.as_deref(), out_of_time),

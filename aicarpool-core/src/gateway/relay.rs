@@ -19,6 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::error::full;
 use super::exchange::{Leg, RequestContext};
+use super::fair_share::PendingCharge;
 use super::{BodyError, GatewayBody, GatewayError, Inner};
 use crate::account::Protocol;
 use crate::id::new_id;
@@ -52,6 +53,8 @@ struct Settlement {
     client: Protocol,
     /// Held until the answer is over: the account's concurrency slot.
     _lease: InFlightLease,
+    /// The account's subscription windows to charge the use to.
+    window_charge: Option<PendingCharge>,
     /// The member's limits: the reservation is settled with the real
     /// usage; dropped unsettled (panic, cancelled task) it is released.
     permit: Option<Permit>,
@@ -99,6 +102,10 @@ impl Settlement {
         record.ttfb_ms = Some(u64::try_from(self.ttfb.as_millis()).unwrap_or(u64::MAX));
         record.attempts = self.attempts;
         record.failed_over = std::mem::take(&mut self.failed_over);
+        if let Some(pending) = self.window_charge.take() {
+            self.inner
+                .charge_windows(pending, &self.upstream_model, &record.usage);
+        }
         super::telemetry::settled(self.client, &record);
         // Counters first, so they never lag the store; and before the
         // answer ends, so the member's next request sees the settled spend
@@ -113,6 +120,13 @@ impl Settlement {
     }
 }
 
+/// What an answer holds until it is settled.
+pub(super) struct Settle {
+    /// The account's concurrency slot.
+    pub lease: InFlightLease,
+    pub charge: Option<PendingCharge>,
+}
+
 /// Forwards the upstream's answer (success or the client's own 4xx)
 /// through the leg's tap or whole-body reader.
 pub(super) async fn respond(
@@ -120,7 +134,7 @@ pub(super) async fn respond(
     ctx: &RequestContext,
     leg: &dyn Leg,
     candidate: &Candidate,
-    lease: InFlightLease,
+    settle: Settle,
     upstream: reqwest::Response,
 ) -> Response<GatewayBody> {
     let status = upstream.status();
@@ -152,7 +166,8 @@ pub(super) async fn respond(
         failed_over: ctx.failed_over(),
         record_usage: ctx.metered,
         client: ctx.client,
-        _lease: lease,
+        _lease: settle.lease,
+        window_charge: settle.charge,
         permit,
         _freed: SlotsFreed(inner.clone()),
     };

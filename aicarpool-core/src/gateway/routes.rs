@@ -3,14 +3,17 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::fair_share::GroupFairness;
 use super::{GatewayError, Inner};
 use crate::account::Account;
+use crate::fair::MemberId;
 use crate::router::{Candidate, RoutableAccount};
 
 /// The candidates of one group, in binding order.
 #[derive(Debug, Default)]
 pub(super) struct RouteTable {
     pub candidates: Vec<Candidate>,
+    pub fairness: GroupFairness,
 }
 
 /// Opens an account's credentials and resolves its base URL.
@@ -94,6 +97,23 @@ impl Inner {
                 Err(e) => tracing::warn!(account_id = %id, error = %e, "account skipped"),
             }
         }
-        Ok(RouteTable { candidates })
+        let fairness = match self.store.group(group_id).await.map_err(storage)? {
+            Some(group) => GroupFairness {
+                settings: group.fair_share,
+                members: self
+                    .store
+                    .members(group_id)
+                    .await
+                    .map_err(storage)?
+                    .into_iter()
+                    .map(|(m, _)| (MemberId::new(&m.group_id, &m.user_id), m.share_weight))
+                    .collect(),
+            },
+            None => GroupFairness::default(),
+        };
+        Ok(RouteTable {
+            candidates,
+            fairness,
+        })
     }
 }
