@@ -31,6 +31,7 @@ pub mod routing;
 pub mod throttle;
 pub mod usage;
 pub mod views;
+pub mod windows;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -68,6 +69,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/oauth/claude/start", post(oauth::start))
         .route("/api/oauth/claude/finish", post(oauth::finish))
         .route("/api/groups/{id}/routing", get(routing::routing))
+        .route("/api/groups/{id}/windows", get(windows::windows))
         .route(
             "/api/groups/{id}/binding",
             put(binding::put).get(binding::get),

@@ -3,11 +3,13 @@
 //!
 //! One instance needs nothing but SQLite. Several instances behind a load
 //! balancer share a PostgreSQL database (accounts, keys, usage) and a Redis
-//! (limit counters, cache invalidations, pending Claude sign-ins), and must
+//! (limit counters, cache invalidations, pending Claude sign-ins, members'
+//! use of subscription windows), and must
 //! all use the same master key.
 
 use std::sync::Arc;
 
+use aicarpool_core::fair::{MemoryLedger, WindowLedger};
 use aicarpool_core::limit::{InMemoryLimiter, Limiter, StoreBaseline, UsageBaseline};
 use aicarpool_core::oauth::{InMemoryLoginStore, LoginStore};
 use aicarpool_core::store::DynStore;
@@ -137,6 +139,36 @@ async fn redis_login_store(
     _config: &ServeConfig,
     _url: &str,
 ) -> anyhow::Result<Arc<dyn LoginStore>> {
+    anyhow::bail!("this build has no Redis support: rebuild with the `redis` feature")
+}
+
+/// Where members' use of subscription windows is kept for the fair share:
+/// in Redis when `AICARPOOL_REDIS_URL` is set, so every instance splits a
+/// window by the same counts; else in this process.
+pub async fn window_ledger(config: &ServeConfig) -> anyhow::Result<Arc<dyn WindowLedger>> {
+    match &config.redis_url {
+        None => Ok(Arc::new(MemoryLedger::new())),
+        Some(url) => redis_window_ledger(config, url).await,
+    }
+}
+
+#[cfg(feature = "redis")]
+async fn redis_window_ledger(
+    config: &ServeConfig,
+    url: &str,
+) -> anyhow::Result<Arc<dyn WindowLedger>> {
+    let ledger = aicarpool_store::RedisWindowLedger::connect(url)
+        .await
+        .context("connecting to Redis for the fair share (AICARPOOL_REDIS_URL)")?
+        .with_prefix(redis_name(config, "window:"));
+    Ok(Arc::new(ledger))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_window_ledger(
+    _config: &ServeConfig,
+    _url: &str,
+) -> anyhow::Result<Arc<dyn WindowLedger>> {
     anyhow::bail!("this build has no Redis support: rebuild with the `redis` feature")
 }
 

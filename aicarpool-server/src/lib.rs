@@ -59,6 +59,7 @@ pub async fn build_state(config: ServeConfig) -> anyhow::Result<AppState> {
         .pricing(pricing)
         .config(gateway_config)
         .limiter(limiter)
+        .window_ledger(backend::window_ledger(&config).await?)
         .usage_writer(usage_writer)
         .outbound_guard(config.upstream_allow.clone())
         .claude_oauth(config.claude_oauth.config())

@@ -46,6 +46,7 @@ use utoipa::OpenApi;
         super::oauth::start,
         super::oauth::finish,
         super::routing::routing,
+        super::windows::windows,
         super::binding::put,
         super::binding::get,
         super::keys::create,
@@ -106,7 +107,7 @@ use utoipa::OpenApi;
     tags(
         (name = "identity"), (name = "enterprises"), (name = "departments"),
         (name = "groups"), (name = "invitations"), (name = "accounts"), (name = "binding"),
-        (name = "keys"), (name = "usage"), (name = "alerts"), (name = "audit"), (name = "data plane"),
+        (name = "keys"), (name = "usage"), (name = "fair share"), (name = "alerts"), (name = "audit"), (name = "data plane"),
         (name = "operations"),
     )
 )]

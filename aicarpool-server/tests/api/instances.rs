@@ -504,3 +504,34 @@ async fn a_rate_limit_seen_on_one_instance_cools_the_account_on_the_other() {
     assert_eq!(second.hits(), 4);
     shared.clean_up().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_hold_a_member_to_one_fair_share() {
+    use crate::fair_share::{
+        assert_fair_share_refusal, carpool, message, subscription, until_refused,
+    };
+
+    let Some(shared) = two_instances().await else {
+        return;
+    };
+    let mock = subscription().await;
+    let (_, _, heavy_key, _, _, light_key) = carpool(&shared.a, &mock.url).await;
+    // The light member is served by B, the heavy one by A until their
+    // share of the window is used.
+    assert_eq!(
+        message(&shared.b, &light_key).await.status(),
+        StatusCode::OK
+    );
+    let (refused, served) = until_refused(&shared.a, &heavy_key).await;
+    assert!(served >= 8, "{served} served before the fair share engaged");
+    assert_fair_share_refusal(refused).await;
+    // B counts the use A sent: it refuses the heavy member too, and
+    // still serves the light one.
+    assert_eq!(
+        message(&shared.b, &light_key).await.status(),
+        StatusCode::OK
+    );
+    assert_fair_share_refusal(message(&shared.b, &heavy_key).await).await;
+    assert_eq!(mock.counts().1, 0, "the window never ran dry");
+    shared.clean_up().await;
+}

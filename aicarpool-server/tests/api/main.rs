@@ -10,6 +10,7 @@ mod budgets;
 mod commands;
 mod dataplane;
 mod enterprise;
+mod fair_share;
 mod instances;
 mod invitations_smtp;
 mod limits;

@@ -161,6 +161,19 @@ pub fn rows() -> Vec<Row> {
             },
         },
         Row {
+            method: Method::PATCH,
+            route: "/api/groups/{id}",
+            note: "fair share and fare split",
+            own: "UAAAAAAFN",
+            other: OTHER,
+            call: |u| Call {
+                path: format!("/api/groups/{}", u.group),
+                body: Some(
+                    json!({"fairShare": {"enabled": true, "engageAt": 0.7}, "fareSplit": {"equalPart": 0.5}}),
+                ),
+            },
+        },
+        Row {
             method: Method::DELETE,
             route: "/api/groups/{id}",
             note: "",
@@ -191,6 +204,17 @@ pub fn rows() -> Vec<Row> {
             call: |u| Call {
                 path: format!("/api/groups/{}/members/{}", u.group, u.tm.id),
                 body: Some(json!({"role": "admin"})),
+            },
+        },
+        Row {
+            method: Method::PATCH,
+            route: "/api/groups/{id}/members/{user_id}",
+            note: "share weight",
+            own: "UAAAAAAFN",
+            other: OTHER,
+            call: |u| Call {
+                path: format!("/api/groups/{}/members/{}", u.group, u.tm.id),
+                body: Some(json!({"shareWeight": 3})),
             },
         },
         Row {
@@ -434,6 +458,17 @@ pub fn rows() -> Vec<Row> {
             other: OTHER,
             call: |u| Call {
                 path: format!("/api/groups/{}/binding", u.group),
+                body: None,
+            },
+        },
+        Row {
+            method: Method::GET,
+            route: "/api/groups/{id}/windows",
+            note: "members see their own line",
+            own: "UAAAAAAAN",
+            other: OTHER,
+            call: |u| Call {
+                path: format!("/api/groups/{}/windows", u.group),
                 body: None,
             },
         },
