@@ -11,7 +11,8 @@
 //!
 //! An answer's usage is derived from the request: input tokens are its
 //! body's bytes over four, output tokens its `max_tokens`; its cost is
-//! priced with the plan's per-million prices.
+//! priced with the plan's per-million prices. A request with `stream: true`
+//! is answered with Anthropic's event stream.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -264,17 +265,22 @@ async fn messages(State(sub): State<Arc<Subscription>>, req: Request) -> Respons
         {
             win.used_micro_usd += cost;
         }
-        let answer = serde_json::json!({
-            "id": format!("msg_sub{}", w.served),
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": [{"type": "text", "text": "Done."}],
-            "stop_reason": "end_turn",
-            "stop_sequence": null,
-            "usage": {"input_tokens": input, "output_tokens": output},
-        });
-        json(StatusCode::OK, &answer)
+        let id = format!("msg_sub{}", w.served);
+        if request["stream"].as_bool() == Some(true) {
+            stream(&id, &model, input, output)
+        } else {
+            let answer = serde_json::json!({
+                "id": id,
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": "Done."}],
+                "stop_reason": "end_turn",
+                "stop_sequence": null,
+                "usage": {"input_tokens": input, "output_tokens": output},
+            });
+            json(StatusCode::OK, &answer)
+        }
     };
     for (name, value) in headers {
         if let Ok(v) = HeaderValue::from_str(&value) {
@@ -282,6 +288,49 @@ async fn messages(State(sub): State<Arc<Subscription>>, req: Request) -> Respons
         }
     }
     resp
+}
+
+/// The answer as Anthropic's event stream.
+fn stream(id: &str, model: &str, input: i64, output: i64) -> Response {
+    let events = [
+        (
+            "message_start",
+            serde_json::json!({"type": "message_start", "message": {"id": id, "type": "message",
+                "role": "assistant", "model": model, "content": [], "stop_reason": null,
+                "stop_sequence": null, "usage": {"input_tokens": input, "output_tokens": 1}}}),
+        ),
+        (
+            "content_block_start",
+            serde_json::json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "text", "text": ""}}),
+        ),
+        (
+            "content_block_delta",
+            serde_json::json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "text_delta", "text": "Done."}}),
+        ),
+        (
+            "content_block_stop",
+            serde_json::json!({"type": "content_block_stop", "index": 0}),
+        ),
+        (
+            "message_delta",
+            serde_json::json!({"type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                "usage": {"output_tokens": output}}),
+        ),
+        ("message_stop", serde_json::json!({"type": "message_stop"})),
+    ];
+    let body: String = events
+        .iter()
+        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+        .collect();
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/event-stream"),
+    );
+    r
 }
 
 fn hundredths(u: f64) -> String {

@@ -1,13 +1,16 @@
 //! A standalone mock upstream for end-to-end scripts.
 //!
-//! `aicarpool-mock-upstream [LISTEN_ADDR] [API_KEY] [anthropic|gemini|openai]`
+//! `aicarpool-mock-upstream [LISTEN_ADDR] [API_KEY] [anthropic|gemini|openai|subscription]`
 //! (defaults `127.0.0.1:0`, `sk-mock-upstream`, `anthropic`) prints
-//! `listening on <url>` and answers until killed.
+//! `listening on <url>` and answers until killed. `subscription` is a
+//! Claude subscription whose 5-hour window holds `AICARPOOL_MOCK_WINDOW_USD`
+//! (default 2) of list-price use, on port 0.
 //!
 //! `AICARPOOL_MOCK_FAULT` makes an Anthropic mock fail every request the
 //! same way: `stall` (reads the request, never answers), `stall-after-headers`
 //! or `gzip` (answers compressed whatever was asked).
 
+use aicarpool_testkit::subscription::{SubscriptionMock, SubscriptionPlan};
 use aicarpool_testkit::{Behavior, Encoding, MockGemini, MockOpenAi, MockUpstream};
 
 /// Requests a faulty mock fails: more than any script sends.
@@ -52,7 +55,26 @@ async fn main() -> anyhow::Result<()> {
             let m = MockOpenAi::start_on(addr, &key).await?;
             (m.url.clone(), Box::new(move || m.hits()))
         }
-        other => anyhow::bail!("unknown protocol `{other}` (anthropic, gemini or openai)"),
+        "subscription" => {
+            let usd: f64 =
+                std::env::var("AICARPOOL_MOCK_WINDOW_USD").map_or(Ok(2.0), |v| v.parse())?;
+            let plan = SubscriptionPlan {
+                five_hour_micro_usd: (usd * 1e6) as i64,
+                seven_day_micro_usd: (usd * 1e6) as i64 * 20,
+                input_per_mtok: 3_000_000,
+                output_per_mtok: 15_000_000,
+            };
+            let now = std::sync::Arc::new(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            });
+            let m = SubscriptionMock::start(&key, plan, now).await?;
+            (m.url.clone(), Box::new(move || m.counts().0))
+        }
+        other => {
+            anyhow::bail!("unknown protocol `{other}` (anthropic, gemini, openai or subscription)")
+        }
     };
     println!("listening on {url}");
     tokio::signal::ctrl_c().await?;
