@@ -34,6 +34,7 @@ pub mod binding;
 pub mod bounds;
 pub mod carpool;
 pub mod enterprise;
+pub mod fare;
 #[cfg(test)]
 mod fuzzing;
 pub mod gateway;
