@@ -63,6 +63,9 @@ use utoipa::OpenApi;
         super::alerts::list_for_enterprise,
         super::alerts::delete_for_enterprise,
         super::usage::export::export_csv,
+        super::statements::get,
+        super::statements::csv,
+        super::statements::close,
         super::enterprises::create,
         super::enterprises::list,
         super::enterprises::get,
@@ -106,7 +109,7 @@ use utoipa::OpenApi;
     tags(
         (name = "identity"), (name = "enterprises"), (name = "departments"),
         (name = "groups"), (name = "invitations"), (name = "accounts"), (name = "binding"),
-        (name = "keys"), (name = "usage"), (name = "alerts"), (name = "audit"), (name = "data plane"),
+        (name = "keys"), (name = "usage"), (name = "statements"), (name = "alerts"), (name = "audit"), (name = "data plane"),
         (name = "operations"),
     )
 )]

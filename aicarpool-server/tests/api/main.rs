@@ -22,3 +22,4 @@ mod permissions;
 mod requests;
 mod routing;
 mod security;
+mod statements;
