@@ -242,11 +242,12 @@ pub async fn patch(
     ValidJson(mut body): ValidJson<PatchAccount>,
 ) -> ApiResult<Json<AccountView>> {
     let mut account = managed_account(&state, &caller, &id).await?;
-    if let Some(fee) = body.fee.take() {
-        set_fee(&state, &caller, &account, fee).await?;
-    }
+    let fee = body.fee.take();
     // A body that only sets the fee leaves the account as it is.
     if body.field_names().is_empty() && body.platform.is_none() {
+        if let Some(fee) = fee {
+            set_fee(&state, &caller, &account, fee).await?;
+        }
         return Ok(Json(account_view(&state, &account).await?));
     }
     if body.platform.is_some_and(|p| p != account.platform) {
@@ -336,6 +337,10 @@ pub async fn patch(
     )
     .await;
     tracing::info!(account_id = %account.id, "account updated");
+    // Only once the rest of the body was accepted.
+    if let Some(fee) = fee {
+        set_fee(&state, &caller, &account, fee).await?;
+    }
     Ok(Json(account_view(&state, &account).await?))
 }
 

@@ -556,6 +556,17 @@ async fn requests_through_the_gateway_are_billed_in_the_statement() {
         .await;
     assert_eq!(status, StatusCode::OK, "{view}");
     assert_eq!(view["fee"], Value::Null);
+    // A body refused for another field leaves the fee alone.
+    let (status, _) = s
+        .patch(
+            &format!("/api/accounts/{account_id}"),
+            &token,
+            json!({"fee": {"amountUsd": 300, "period": "month"}, "priority": -5}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, view) = s.get(&format!("/api/accounts/{account_id}"), &token).await;
+    assert_eq!(view["fee"], Value::Null);
     let (status, _) = s
         .patch(
             &format!("/api/accounts/{account_id}"),
