@@ -342,6 +342,16 @@ async fn accounts_without_a_fee_pass_their_cost_through() {
     assert_eq!(cents(&line(&st, &people[1].0)["passThroughUsd"]), 0);
     assert_eq!(cents(&st["totalsUsd"]["feeShareUsd"]), 0);
     assert_adds_up(&st);
+    // Records leaving the request log for hourly rollups change nothing.
+    let folded = s
+        .state
+        .store
+        .roll_up_before(Utc::now() + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(folded, 2);
+    let again = statement(&s, owner, &g, &this_month().to_string()).await;
+    assert_eq!(again, st);
 }
 
 #[tokio::test]
