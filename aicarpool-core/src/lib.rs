@@ -35,6 +35,7 @@ pub mod bounds;
 pub mod carpool;
 pub mod enterprise;
 pub mod fair;
+pub mod fare;
 #[cfg(test)]
 mod fuzzing;
 pub mod gateway;

@@ -22,11 +22,13 @@ use crate::usage::{
 mod alerts;
 mod credentials;
 mod enterprise;
+mod fares;
 mod memory;
 
 pub use alerts::AlertStore;
 pub use credentials::{CredentialStore, StoreCredentials};
 pub use enterprise::{AuditStore, EnterpriseStore};
+pub use fares::{sort_fare_use, FareStore, FareUseScope};
 pub use memory::MemoryStore;
 
 /// Errors a store reports.
@@ -214,6 +216,7 @@ pub trait Store:
     + UsageStore
     + RequestLogStore
     + AlertStore
+    + FareStore
     + EnterpriseStore
     + AuditStore
     + CredentialStore
@@ -230,6 +233,7 @@ impl<T> Store for T where
         + UsageStore
         + RequestLogStore
         + AlertStore
+        + FareStore
         + EnterpriseStore
         + AuditStore
         + CredentialStore

@@ -24,6 +24,7 @@ mod alerts;
 mod credentials;
 mod enterprise;
 pub mod fair;
+mod fares;
 mod groups;
 mod keys;
 pub mod limiter;
@@ -40,6 +41,7 @@ pub use enterprise::{
     enterprise_groups_and_pool, enterprise_member, enterprises, events, role_invitations,
     setup_enterprise, usage_by_organization,
 };
+pub use fares::{closed_statements, fare_use, fees};
 pub use groups::{
     groups, invitations, invitations_concurrent, members, members_concurrent, members_limit,
 };
@@ -98,6 +100,9 @@ pub async fn run_all<S: Store + ?Sized>(store: &S) {
     credentials_swap(store).await;
     credential_leases(store).await;
     alerts(store).await;
+    fees(store).await;
+    fare_use(store).await;
+    closed_statements(store).await;
 }
 
 // ---------------------------------------------------------------- fixtures

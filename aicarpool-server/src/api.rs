@@ -1,5 +1,5 @@
 //! The management API (`/api/...`): identity, groups, invitations,
-//! upstream accounts, bindings, member keys and usage.
+//! upstream accounts, bindings, member keys, usage and monthly statements.
 //!
 //! Every handler authenticates through [`caller::Caller`] and checks the
 //! caller's role through the one permission check, [`caller::authorize`]
@@ -28,6 +28,7 @@ pub mod oauth;
 pub mod openapi;
 pub mod requests;
 pub mod routing;
+pub mod statements;
 pub mod throttle;
 pub mod usage;
 pub mod views;
@@ -95,6 +96,13 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/enterprises/{id}/alerts/{alert_id}",
             axum::routing::delete(alerts::delete_for_enterprise),
+        )
+        .route("/api/groups/{id}/statements", get(statements::get))
+        // `{month}.csv`: the router matches whole segments only.
+        .route("/api/groups/{id}/statements/{file}", get(statements::csv))
+        .route(
+            "/api/groups/{id}/statements/{month}/close",
+            post(statements::close),
         )
         .route("/api/usage", get(usage::report))
         .route("/api/requests", get(requests::list))

@@ -118,6 +118,7 @@ pub async fn serve(
     let grace = state.config.shutdown_grace();
     let gateway = state.gateway.clone();
     let retention = retention::spawn(state.store.clone(), state.config.request_log_days);
+    let closer = Some(api::statements::spawn_closer(state.clone()));
     let alerting = match state.config.alert_interval_secs {
         0 => None,
         secs => {
@@ -148,7 +149,7 @@ pub async fn serve(
             }
         },
     }
-    for task in [retention, alerting].into_iter().flatten() {
+    for task in [retention, alerting, closer].into_iter().flatten() {
         task.abort();
     }
     gateway.shutdown().await;

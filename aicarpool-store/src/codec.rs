@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub(crate) mod fares;
 pub(crate) mod request_log;
 pub(crate) mod rows;
 

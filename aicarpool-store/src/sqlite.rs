@@ -25,6 +25,7 @@ mod audit;
 mod codec;
 mod credentials;
 mod enterprise;
+mod fares;
 mod groups;
 mod keys;
 mod usage;

@@ -22,6 +22,7 @@ use crate::usage::{
 mod alerts;
 mod credentials;
 mod enterprise;
+mod fares;
 
 #[derive(Debug, Default)]
 struct Tables {
@@ -39,6 +40,7 @@ struct Tables {
     /// What retention left of older records.
     rollups: std::collections::BTreeMap<RollupKey, UsageRollup>,
     alerts: alerts::AlertTables,
+    fares: fares::FareTables,
     ent: enterprise::EnterpriseTables,
 }
 
@@ -53,6 +55,7 @@ impl Tables {
             return None;
         }
         self.memberships.retain(|m| m.group_id != id);
+        self.fares.remove_group(id);
         self.alerts
             .remove_owner(&crate::alert::AlertOwner::Group(id.to_owned()));
         self.invitations.retain(|i| i.target.group_id() != Some(id));
@@ -74,6 +77,9 @@ impl Tables {
     /// Removes accounts and their entries in every binding.
     fn remove_accounts(&mut self, ids: &[String]) {
         self.accounts.retain(|a| !ids.contains(&a.id));
+        for id in ids {
+            self.fares.remove_account(id);
+        }
         for b in self.bindings.values_mut() {
             b.accounts.retain(|a| !ids.contains(&a.account_id));
         }
@@ -387,6 +393,7 @@ impl AccountStore for MemoryStore {
         for b in t.bindings.values_mut() {
             b.accounts.retain(|a| a.account_id != id);
         }
+        t.fares.remove_account(id);
         Ok(())
     }
 

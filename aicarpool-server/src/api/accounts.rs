@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use aicarpool_core::account::{Account, AccountOwner, Credentials, Platform, Preset};
+use aicarpool_core::fare::{current_fee, Fee, FeeChange};
 use aicarpool_core::id::new_id;
 use aicarpool_core::org::GroupRole;
 use aicarpool_core::provider::proxy;
@@ -122,7 +123,22 @@ pub async fn list(
 ) -> ApiResult<Json<Vec<AccountView>>> {
     let (group, _) = require_group_role(&state, &caller, &group_id, GroupRole::Admin).await?;
     let accounts = state.store.accounts_of_group(&group.id).await?;
-    Ok(Json(accounts.iter().map(AccountView::from).collect()))
+    Ok(Json(account_views(&state, &accounts).await?))
+}
+
+/// The account's view with the fee in effect now.
+pub async fn account_view(state: &AppState, account: &Account) -> ApiResult<AccountView> {
+    let fee = current_fee(&state.store.fee_history(&account.id).await?);
+    Ok(AccountView::from(account).with_fee(fee))
+}
+
+/// [`account_view`] of each account, in order.
+pub async fn account_views(state: &AppState, accounts: &[Account]) -> ApiResult<Vec<AccountView>> {
+    let mut out = Vec::with_capacity(accounts.len());
+    for a in accounts {
+        out.push(account_view(state, a).await?);
+    }
+    Ok(out)
 }
 
 /// An account the caller manages: a group account for the group's
@@ -165,7 +181,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<Json<AccountView>> {
     let account = viewable_account(&state, &caller, &id).await?;
-    Ok(Json(AccountView::from(&account)))
+    Ok(Json(account_view(&state, &account).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,6 +203,10 @@ pub struct PatchAccount {
     #[serde(default, deserialize_with = "double_option")]
     proxy: Option<Option<String>>,
     enabled: Option<bool>,
+    /// `{amountUsd, period: "month"}` from today on, or `null` to end it
+    /// today (days in the server's time zone).
+    #[serde(default, deserialize_with = "double_option")]
+    fee: Option<Option<Fee>>,
 }
 
 impl PatchAccount {
@@ -214,14 +234,22 @@ impl PatchAccount {
 
 #[utoipa::path(patch, path = "/api/accounts/{id}", tag = "accounts",
     params(("id" = String, Path)),
-    responses((status = 200, description = "the changed account")))]
+    responses((status = 200, description = "the changed account; `fee: {amountUsd, period: \"month\"} | null` sets or ends its fee from today")))]
 pub async fn patch(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    ValidJson(body): ValidJson<PatchAccount>,
+    ValidJson(mut body): ValidJson<PatchAccount>,
 ) -> ApiResult<Json<AccountView>> {
     let mut account = managed_account(&state, &caller, &id).await?;
+    let fee = body.fee.take();
+    // A body that only sets the fee leaves the account as it is.
+    if body.field_names().is_empty() && body.platform.is_none() {
+        if let Some(fee) = fee {
+            set_fee(&state, &caller, &account, fee).await?;
+        }
+        return Ok(Json(account_view(&state, &account).await?));
+    }
     if body.platform.is_some_and(|p| p != account.platform) {
         return Err(ApiError::bad_request(
             "platform cannot be changed; create a new account instead",
@@ -309,7 +337,41 @@ pub async fn patch(
     )
     .await;
     tracing::info!(account_id = %account.id, "account updated");
-    Ok(Json(AccountView::from(&account)))
+    // Only once the rest of the body was accepted.
+    if let Some(fee) = fee {
+        set_fee(&state, &caller, &account, fee).await?;
+    }
+    Ok(Json(account_view(&state, &account).await?))
+}
+
+/// Records a fee change from today (in the server's time zone) and audits
+/// it with the fee before and after. Statements already closed keep the
+/// fees they were built with.
+async fn set_fee(
+    state: &AppState,
+    caller: &Caller,
+    account: &Account,
+    fee: Option<Fee>,
+) -> ApiResult<()> {
+    let before = current_fee(&state.store.fee_history(&account.id).await?);
+    let today = Utc::now()
+        .with_timezone(&state.config.timezone)
+        .date_naive();
+    state
+        .store
+        .set_fee(&account.id, &FeeChange { from: today, fee })
+        .await?;
+    audit::record(
+        state,
+        Some(caller.id()),
+        "account.fee_changed",
+        ("account", &account.id),
+        Scope::Account(account),
+        json!({"before": before, "after": fee, "from": today}),
+    )
+    .await;
+    tracing::info!(account_id = %account.id, "account fee changed");
+    Ok(())
 }
 
 #[utoipa::path(delete, path = "/api/accounts/{id}", tag = "accounts",

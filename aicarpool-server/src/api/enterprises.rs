@@ -527,5 +527,5 @@ pub async fn list_accounts(
     for g in state.store.groups_of_enterprise(&e.id).await? {
         all.extend(state.store.accounts_of_group(&g.id).await?);
     }
-    Ok(Json(all.iter().map(AccountView::from).collect()))
+    Ok(Json(super::accounts::account_views(&state, &all).await?))
 }

@@ -64,6 +64,9 @@ use utoipa::OpenApi;
         super::alerts::list_for_enterprise,
         super::alerts::delete_for_enterprise,
         super::usage::export::export_csv,
+        super::statements::get,
+        super::statements::csv,
+        super::statements::close,
         super::enterprises::create,
         super::enterprises::list,
         super::enterprises::get,
@@ -107,7 +110,8 @@ use utoipa::OpenApi;
     tags(
         (name = "identity"), (name = "enterprises"), (name = "departments"),
         (name = "groups"), (name = "invitations"), (name = "accounts"), (name = "binding"),
-        (name = "keys"), (name = "usage"), (name = "fair share"), (name = "alerts"), (name = "audit"), (name = "data plane"),
+        (name = "keys"), (name = "usage"), (name = "fair share"), (name = "statements"),
+        (name = "alerts"), (name = "audit"), (name = "data plane"),
         (name = "operations"),
     )
 )]

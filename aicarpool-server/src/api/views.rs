@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use aicarpool_core::account::{Account, AccountOwner, Platform, Preset};
 use aicarpool_core::binding::{Binding, BindingMode, BoundAccount};
+use aicarpool_core::fare::Fee;
 use aicarpool_core::key::{KeyRecord, Service};
 use aicarpool_core::org::{Group, GroupRole, Membership, User};
 use aicarpool_core::usage::{UsageReport, UsageTotals};
@@ -69,6 +70,17 @@ pub struct AccountView {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub has_credentials: bool,
+    /// The fee in effect now (`{amountUsd, period}`), `null` when none.
+    pub fee: Option<Fee>,
+}
+
+impl AccountView {
+    /// The view with the account's current fee (see
+    /// [`crate::api::accounts::account_view`], which reads it).
+    pub fn with_fee(mut self, fee: Option<Fee>) -> Self {
+        self.fee = fee;
+        self
+    }
 }
 
 impl From<&Account> for AccountView {
@@ -96,6 +108,7 @@ impl From<&Account> for AccountView {
             created_at: a.created_at,
             updated_at: a.updated_at,
             has_credentials: !a.credentials.0.is_empty(),
+            fee: None,
         }
     }
 }

@@ -23,3 +23,4 @@ mod permissions;
 mod requests;
 mod routing;
 mod security;
+mod statements;

@@ -10,19 +10,32 @@ use serde_json::Value;
 use crate::permissions::router_routes;
 use crate::support;
 
-/// `{userId}` and `{user_id}` are the same slot.
+/// `{userId}` and `{user_id}` are the same slot; so are `{month}.csv` and
+/// `{file}`, as the router matches a parameter's whole segment (a `:verb`
+/// after a parameter stays: the data plane routes it).
 fn normalize(path: &str) -> String {
     let path = path.split('?').next().unwrap_or(path);
     let mut out = String::new();
     let mut in_param = false;
+    let mut just_closed = false;
+    let mut in_extension = false;
     for c in path.chars() {
+        in_extension = match c {
+            '/' => false,
+            '.' if just_closed => true,
+            _ => in_extension,
+        };
+        just_closed = false;
         match c {
             '{' => {
                 in_param = true;
                 out.push_str("{}");
             }
-            '}' => in_param = false,
-            _ if !in_param => out.push(c),
+            '}' => {
+                in_param = false;
+                just_closed = true;
+            }
+            _ if !in_param && !in_extension => out.push(c),
             _ => {}
         }
     }
@@ -199,4 +212,12 @@ fn normalizing_paths() {
         "/api/groups/{}/members/{}"
     );
     assert_eq!(normalize("/api/usage?scope=key"), "/api/usage");
+    assert_eq!(
+        normalize("/api/groups/{id}/statements/{month}.csv"),
+        "/api/groups/{}/statements/{}"
+    );
+    assert_eq!(
+        normalize("/v1beta/models/{model}:generateContent"),
+        "/v1beta/models/{}:generateContent"
+    );
 }

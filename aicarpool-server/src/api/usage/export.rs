@@ -141,7 +141,7 @@ fn usd(micro: i64) -> String {
 
 /// One CSV field. Buckets may hold a client's model name, so quote what
 /// needs quoting and defuse spreadsheet formulas (`=`, `+`, `-`, `@`).
-fn field(v: &str) -> String {
+pub(crate) fn field(v: &str) -> String {
     let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{v}")
     } else {

@@ -615,5 +615,65 @@ pub fn rows() -> Vec<Row> {
                 body: None,
             },
         },
+        Row {
+            method: Method::GET,
+            route: "/api/groups/{id}/statements",
+            note: "a plain member sees their own line",
+            own: "UAAAAAAAN",
+            other: OTHER,
+            call: |u| Call {
+                path: format!("/api/groups/{}/statements?month={}", u.group, this_month()),
+                body: None,
+            },
+        },
+        Row {
+            method: Method::GET,
+            route: "/api/groups/{id}/statements/{file}",
+            note: "{month}.csv",
+            own: "UAAAAAAAN",
+            other: OTHER,
+            call: |u| Call {
+                path: format!("/api/groups/{}/statements/{}.csv", u.group, this_month()),
+                body: None,
+            },
+        },
+        Row {
+            method: Method::POST,
+            route: "/api/groups/{id}/statements/{month}/close",
+            note: "owners close early",
+            own: "UAAAFAFFN",
+            other: OTHER,
+            call: |u| Call {
+                path: format!("/api/groups/{}/statements/{}/close", u.group, this_month()),
+                body: None,
+            },
+        },
+        Row {
+            method: Method::PATCH,
+            route: "/api/accounts/{id}",
+            note: "fee of a group account",
+            own: "UAAAAAAFN",
+            other: OTHER,
+            call: |u| Call {
+                path: format!("/api/accounts/{}", u.group_account),
+                body: Some(json!({"fee": {"amountUsd": 200, "period": "month"}})),
+            },
+        },
+        Row {
+            method: Method::PATCH,
+            route: "/api/accounts/{id}",
+            note: "fee of a pool account",
+            own: "UAAAFFFNN",
+            other: OTHER,
+            call: |u| Call {
+                path: format!("/api/accounts/{}", u.pool_account),
+                body: Some(json!({"fee": null})),
+            },
+        },
     ]
+}
+
+/// The month now, in the test server's time zone (UTC).
+fn this_month() -> String {
+    chrono::Utc::now().format("%Y-%m").to_string()
 }
