@@ -18,7 +18,6 @@
 mod carpool;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aicarpool_core::account::Platform;
 use aicarpool_core::carpool::FairShare;
@@ -198,8 +197,6 @@ async fn run(fair_share: FairShare, members_spec: [(u32, bool); 5]) -> Outcome {
             member.refused += 1;
             member.fair_share_refusals += u32::from(fair);
         }
-        // The window charge is written in the background: let it land.
-        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     gateway.shutdown().await;
     let request_cost = (PROMPT_BYTES as f64 / 4.0 * 3.0 + MAX_TOKENS as f64 * 15.0) / 1e6;

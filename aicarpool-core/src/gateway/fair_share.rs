@@ -4,7 +4,7 @@
 //! instance where the account's windows stand; while a window is below
 //! the group's `engageAt` nothing more happens, so the ledger is read
 //! only when a window is tight. Settled use is charged to the account's
-//! windows in the background.
+//! windows before the answer ends, as the limits are.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -212,19 +212,21 @@ impl Inner {
     }
 
     /// Charges the settled use at list price to the windows the answer
-    /// reported, in the background.
-    pub(super) fn charge_windows(
+    /// reported. Waits up to `wait` for the ledger, so the member's next
+    /// request sees it; a slower ledger is written in the background.
+    pub(super) async fn charge_windows(
         self: &Arc<Self>,
         pending: PendingCharge,
         model: &str,
         usage: &Usage,
+        wait: Duration,
     ) {
         let micro_usd = self.pricing.cost_micro_usd(model, usage);
         if micro_usd <= 0 {
             return;
         }
         let inner = self.clone();
-        self.streams.spawn(async move {
+        let charged = self.streams.spawn(async move {
             for kind in WindowKind::ALL {
                 let info = window_info(&pending.windows, kind);
                 let Some(resets_at) = info.reset else {
@@ -246,6 +248,7 @@ impl Inner {
                 }
             }
         });
+        let _ = tokio::time::timeout(wait, charged).await;
     }
 
     /// The windows of the group's accounts as this instance last saw them,

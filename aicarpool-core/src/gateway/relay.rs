@@ -102,9 +102,17 @@ impl Settlement {
         record.ttfb_ms = Some(u64::try_from(self.ttfb.as_millis()).unwrap_or(u64::MAX));
         record.attempts = self.attempts;
         record.failed_over = std::mem::take(&mut self.failed_over);
+        // Like the limits: before the answer ends, so the member's next
+        // request is judged on this one's use too.
         if let Some(pending) = self.window_charge.take() {
             self.inner
-                .charge_windows(pending, &self.upstream_model, &record.usage);
+                .charge_windows(
+                    pending,
+                    &self.upstream_model,
+                    &record.usage,
+                    SETTLEMENT_WAIT,
+                )
+                .await;
         }
         super::telemetry::settled(self.client, &record);
         // Counters first, so they never lag the store; and before the

@@ -79,8 +79,6 @@ pub(crate) async fn until_refused(s: &TestServer, key: &str) -> (reqwest::Respon
             return (resp, served);
         }
         let _ = resp.bytes().await;
-        // The window charge is written just after the answer.
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     panic!("the fair share never engaged");
 }
