@@ -107,6 +107,79 @@ impl RefusalReason {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|r| r.as_str() == s)
     }
+
+    /// The reason's place in [`RefusalReason::ALL`], which lists them in
+    /// declaration order.
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How many requests the gateway refused, for each reason: serialized as
+/// an object with every reason (`as_str`) as a key, zeros included, so a
+/// report reads the same whichever reasons occurred.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RefusalCounts([u64; RefusalReason::ALL.len()]);
+
+impl RefusalCounts {
+    pub fn get(&self, reason: RefusalReason) -> u64 {
+        self.0[reason.index()]
+    }
+
+    /// Counts `n` more refusals for `reason`.
+    pub fn add(&mut self, reason: RefusalReason, n: u64) {
+        self.0[reason.index()] += n;
+    }
+
+    pub fn merge(&mut self, other: &RefusalCounts) {
+        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
+            *mine += theirs;
+        }
+    }
+
+    /// Every reason with its count, in [`RefusalReason::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (RefusalReason, u64)> + '_ {
+        RefusalReason::ALL.into_iter().map(|r| (r, self.get(r)))
+    }
+
+    /// Refusals of every reason together.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+}
+
+impl FromIterator<(RefusalReason, u64)> for RefusalCounts {
+    fn from_iter<I: IntoIterator<Item = (RefusalReason, u64)>>(iter: I) -> Self {
+        let mut counts = Self::default();
+        for (r, n) in iter {
+            counts.add(r, n);
+        }
+        counts
+    }
+}
+
+impl Serialize for RefusalCounts {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (r, n) in self.iter() {
+            map.serialize_entry(r.as_str(), &n)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for RefusalCounts {
+    /// Missing reasons read as zero; a reason this version does not know
+    /// (written by a newer one) is skipped rather than failing the whole
+    /// value.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = std::collections::BTreeMap::<String, u64>::deserialize(deserializer)?;
+        Ok(map
+            .iter()
+            .filter_map(|(k, n)| RefusalReason::parse(k).map(|r| (r, *n)))
+            .collect())
+    }
 }
 
 /// Most accounts a record names in its failover path; a request tries
@@ -250,6 +323,9 @@ pub struct UsageTotals {
     /// Records whose usage is [`Accuracy::Partial`] (the answer broke off).
     #[serde(default)]
     pub partial: u64,
+    /// Of `errors`: the requests the gateway refused itself, by reason.
+    #[serde(default)]
+    pub refusals: RefusalCounts,
 }
 
 impl UsageTotals {
@@ -265,6 +341,9 @@ impl UsageTotals {
         self.errors += u64::from(r.is_error());
         self.estimated += u64::from(r.accuracy == Accuracy::Estimated);
         self.partial += u64::from(r.accuracy == Accuracy::Partial);
+        if let Some(reason) = r.refusal {
+            self.refusals.add(reason, 1);
+        }
     }
 
     /// Adds the sums of `other` (a rollup of many records).
@@ -280,6 +359,7 @@ impl UsageTotals {
         self.errors += other.errors;
         self.estimated += other.estimated;
         self.partial += other.partial;
+        self.refusals.merge(&other.refusals);
     }
 
     /// Cost in USD, for the API.
@@ -379,5 +459,56 @@ impl UsageQuery {
                 .collect(),
             totals,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_its_own_count() {
+        for (i, r) in RefusalReason::ALL.into_iter().enumerate() {
+            assert_eq!(r.index(), i, "{r:?}");
+        }
+        let counts: RefusalCounts = RefusalReason::ALL
+            .into_iter()
+            .zip(1..)
+            .chain([(RefusalReason::Quota, 10)])
+            .collect();
+        assert_eq!(counts.get(RefusalReason::RateLimit), 1);
+        assert_eq!(counts.get(RefusalReason::Quota), 12);
+        assert_eq!(counts.get(RefusalReason::FairShare), 5);
+        assert_eq!(counts.total(), 25);
+    }
+
+    #[test]
+    fn refusals_serialize_with_every_reason_and_read_back() {
+        let mut t = UsageTotals::default();
+        t.refusals.add(RefusalReason::FairShare, 2);
+        let v = serde_json::to_value(t).unwrap();
+        assert_eq!(
+            v["refusals"],
+            serde_json::json!({
+                "rate-limit": 0, "quota": 0, "budget": 0, "concurrency": 0, "fair-share": 2
+            })
+        );
+        assert_eq!(serde_json::from_value::<UsageTotals>(v).unwrap(), t);
+
+        // Totals written before refusals were counted read as none; a
+        // reason unknown here is skipped.
+        let old = serde_json::json!({
+            "requests": 3, "inputTokens": 1, "outputTokens": 1, "cacheWriteTokens": 0,
+            "cacheReadTokens": 0, "costMicroUsd": 5, "errors": 1
+        });
+        let read: UsageTotals = serde_json::from_value(old).unwrap();
+        assert_eq!(
+            (read.requests, read.refusals),
+            (3, RefusalCounts::default())
+        );
+        let newer: RefusalCounts =
+            serde_json::from_value(serde_json::json!({"quota": 4, "someday": 9})).unwrap();
+        assert_eq!(newer.get(RefusalReason::Quota), 4);
+        assert_eq!(newer.total(), 4);
     }
 }

@@ -250,6 +250,24 @@ mod tests {
         assert!(platform("nope").is_err());
     }
 
+    /// The migrations are plain SQL written out per reason; the queries
+    /// derive the same names from `RefusalReason::ALL`, so a new reason
+    /// needs its column in both.
+    #[test]
+    fn refusal_columns_are_in_both_migrations() {
+        use aicarpool_core::usage::RefusalReason;
+        for sql in [
+            include_str!("../migrations/sqlite/0010_refusal_counts.sql"),
+            include_str!("../migrations/postgres/0010_refusal_counts.sql"),
+        ] {
+            for r in RefusalReason::ALL {
+                let col = rows::refused_col(r);
+                assert!(sql.contains(&format!("ADD COLUMN {col} ")), "{col}");
+                assert!(sql.contains(&format!("{} THEN 1", rows::refused_when(r))));
+            }
+        }
+    }
+
     /// A row of text columns, `None` standing for `NULL`.
     struct Row(Vec<(&'static str, Option<&'static str>)>);
 

@@ -29,7 +29,13 @@ fn records(
             r.status = statuses[i % statuses.len()];
             r.model = ["claude-sonnet-4-5", "kimi-k2"][i % 2].into();
             r.served_model = (i % 5 == 0).then(|| "deepseek-chat".into());
-            r.refusal = (r.status == 429 && i % 2 == 1).then_some(RefusalReason::Quota);
+            // The 429s are refused for each reason in turn, the last one
+            // the upstream's own (no refusal).
+            r.refusal = if r.status == 429 {
+                RefusalReason::ALL.get(i / statuses.len()).copied()
+            } else {
+                None
+            };
             r.failed_over = if i % 6 == 0 {
                 vec!["acc-x".into(), "acc-y".into()]
             } else {
@@ -225,6 +231,11 @@ pub async fn request_log_retention<S: Store + ?Sized>(store: &S) {
                 };
                 let report = store.usage_report(&q).await.unwrap();
                 assert_eq!(report, q.aggregate(&all), "{q:?}");
+                if q.scope == scopes[0] && q.from.is_none() && q.to == Some(cutoff) {
+                    // Every reason is among the records that fold.
+                    let refusals = report.totals.refusals;
+                    assert!(refusals.iter().all(|(_, n)| n == 1), "{refusals:?}");
+                }
                 before.insert(format!("{q:?}"), (q, report));
             }
         }

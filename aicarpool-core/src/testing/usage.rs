@@ -134,6 +134,9 @@ pub async fn usage<S: Store + ?Sized>(store: &S) {
     );
     assert_eq!(t.cache_write_1h_tokens, 2 * t.cache_write_5m_tokens);
     assert_eq!((t.estimated, t.partial), (3, 3), "{t:?}");
+    // Every refusal reason counts on its own, each also an error.
+    let refused: Vec<u64> = t.refusals.iter().map(|(_, n)| n).collect();
+    assert_eq!(refused, [1, 2, 2, 1, 1], "{t:?}");
     assert_eq!(report, whole_group.aggregate(&records));
 
     let scopes = [

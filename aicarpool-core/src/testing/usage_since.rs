@@ -5,7 +5,7 @@ use chrono::{Duration, TimeZone, Utc};
 use super::usage_record;
 use crate::id::new_id;
 use crate::store::Store;
-use crate::usage::{Usage, UsageQuery, UsageScope};
+use crate::usage::{RefusalReason, Usage, UsageQuery, UsageScope};
 
 /// Sums since several instants at once equal one report per instant, for
 /// every scope kind, with bounds that fall exactly on a record, between
@@ -35,6 +35,7 @@ pub async fn usage_since<S: Store + ?Sized>(store: &S) {
         };
         r.cost_micro_usd = 7 * n as i64;
         r.status = if i == 4 { 429 } else { 200 };
+        r.refusal = (i == 4).then_some(RefusalReason::FairShare);
         records.push(r);
     }
     store.insert_usage(&records).await.unwrap();

@@ -121,7 +121,7 @@ impl UsageFact for UsageRollup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::usage::{Accuracy, Usage, UsageQuery, UsageScope};
+    use crate::usage::{Accuracy, RefusalReason, Usage, UsageQuery, UsageScope};
     use chrono::TimeZone;
 
     fn record(at: DateTime<Utc>, model: &str, status: u16) -> UsageRecord {
@@ -161,11 +161,17 @@ mod tests {
         let base = Utc.with_ymd_and_hms(2030, 1, 31, 22, 0, 0).unwrap();
         let records: Vec<_> = (0..40)
             .map(|i| {
-                record(
+                let mut r = record(
                     base + TimeDelta::minutes(i * 7),
                     if i % 3 == 0 { "m1" } else { "m2" },
                     if i % 5 == 0 { 500 } else { 200 },
-                )
+                );
+                // Every reason, several times in some hours.
+                if i % 4 == 1 {
+                    r.status = 429;
+                    r.refusal = RefusalReason::ALL.get(i as usize / 4 % 5).copied();
+                }
+                r
             })
             .collect();
         let mut rollups = BTreeMap::new();
@@ -181,5 +187,13 @@ mod tests {
             };
             assert_eq!(q.aggregate(&records), q.aggregate(rollups.values()));
         }
+        let all = UsageQuery {
+            scope: UsageScope::Key("k".into()),
+            from: None,
+            to: None,
+            group_by: None,
+        };
+        let refusals = all.aggregate(rollups.values()).totals.refusals;
+        assert!(refusals.iter().all(|(_, n)| n == 2), "{refusals:?}");
     }
 }

@@ -8,7 +8,7 @@ use aicarpool_core::binding::{Binding, BindingMode, BoundAccount};
 use aicarpool_core::fare::Fee;
 use aicarpool_core::key::{KeyRecord, Service};
 use aicarpool_core::org::{Group, GroupRole, Membership, User};
-use aicarpool_core::usage::{UsageReport, UsageTotals};
+use aicarpool_core::usage::{RefusalCounts, UsageReport, UsageTotals};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -250,6 +250,8 @@ pub struct TotalsView {
     /// answer broke off): their tokens and cost are a lower bound.
     pub estimated: u64,
     pub partial: u64,
+    /// Of `errors`: the gateway's own refusals, every reason a key.
+    pub refusals: RefusalCounts,
 }
 
 impl From<&UsageTotals> for TotalsView {
@@ -266,6 +268,7 @@ impl From<&UsageTotals> for TotalsView {
             errors: t.errors,
             estimated: t.estimated,
             partial: t.partial,
+            refusals: t.refusals,
         }
     }
 }

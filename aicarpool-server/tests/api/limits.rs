@@ -235,6 +235,78 @@ async fn reports_flag_unpriced_models_and_export_csv() {
     assert_ne!(resp.headers()["content-type"], "text/csv; charset=utf-8");
 }
 
+/// A member's refused requests show on their row of the group's report,
+/// counted by reason (and among the errors), beside the others' rows.
+#[tokio::test]
+async fn the_group_report_counts_each_members_refusals_by_reason() {
+    let mock = MockUpstream::start(UPSTREAM_KEY).await.unwrap();
+    let s = spawn().await;
+    let (owner, group_id, owner_key, _) = carpool(&s, &mock.url).await;
+    let tag = aicarpool_core::id::new_id().to_lowercase();
+    let (member_id, member) = s.register(&format!("refused-{tag}@example.com")).await;
+    let (status, inv) = s
+        .post(
+            &format!("/api/groups/{group_id}/invitations"),
+            &owner,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{inv}");
+    let (status, joined) = s
+        .post(
+            &format!("/api/invitations/{}/accept", inv["token"].as_str().unwrap()),
+            &member,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+    let (status, key) = s
+        .post(
+            &format!("/api/groups/{group_id}/keys"),
+            &member,
+            json!({"name": "cli", "limits": {"requestsPerMinute": 1}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    let member_key = key["key"].as_str().unwrap();
+
+    assert_eq!(
+        message(&s, member_key, "claude-sonnet-4-5").await.status(),
+        StatusCode::OK
+    );
+    let refused = message(&s, member_key, "claude-sonnet-4-5").await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["x-aicarpool-refusal"], "rate-limit");
+    assert_eq!(
+        message(&s, &owner_key, "claude-sonnet-4-5").await.status(),
+        StatusCode::OK
+    );
+
+    let q = format!("scope=group&id={group_id}&groupBy=user");
+    let report = report_with(&s, &owner, &q, 3).await;
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{report}");
+    let none = json!({"rate-limit": 0, "quota": 0, "budget": 0, "concurrency": 0,
+                      "fair-share": 0});
+    let mut one = none.clone();
+    one["rate-limit"] = json!(1);
+    let row = rows
+        .iter()
+        .find(|r| r["bucket"] == member_id.as_str())
+        .expect("the member's row");
+    assert_eq!(
+        (&row["requests"], &row["errors"], &row["refusals"]),
+        (&json!(2), &json!(1), &one),
+        "{report}"
+    );
+    let other = rows
+        .iter()
+        .find(|r| r["bucket"] != member_id.as_str())
+        .expect("the owner's row");
+    assert_eq!(other["refusals"], none, "{report}");
+    assert_eq!(report["totals"]["refusals"], one, "{report}");
+}
+
 /// A server on `config` with a shutdown trigger; returns the server, the
 /// trigger and the serve task.
 async fn spawn_stoppable(

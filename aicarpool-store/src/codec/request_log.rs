@@ -2,7 +2,7 @@
 //! parameters differ only in their sigil (`?1` in SQLite, `$1` in
 //! PostgreSQL) and every other construct is standard.
 
-use aicarpool_core::usage::{RequestQuery, StatusFilter};
+use aicarpool_core::usage::{RefusalReason, RequestQuery, StatusFilter};
 
 /// A value a statement binds, in order.
 pub(crate) enum Param<'a> {
@@ -105,15 +105,23 @@ pub(crate) fn roll_up(source: &str) -> String {
         "cache_read_tokens",
         "cost_micro_usd",
     ];
-    let counts = [
+    let counts: Vec<(String, String)> = [
         ("errors", "status >= 400"),
         ("estimated", "accuracy = 'estimated'"),
         ("partial", "accuracy = 'partial'"),
-    ];
+    ]
+    .into_iter()
+    .map(|(c, when)| (c.to_owned(), when.to_owned()))
+    .chain(
+        RefusalReason::ALL
+            .into_iter()
+            .map(|r| (super::rows::refused_col(r), super::rows::refused_when(r))),
+    )
+    .collect();
     let columns: Vec<&str> = sums
         .iter()
         .copied()
-        .chain(counts.iter().map(|(c, _)| *c))
+        .chain(counts.iter().map(|(c, _)| c.as_str()))
         .collect();
     let selected: Vec<String> = sums
         .iter()

@@ -265,7 +265,30 @@ pub(crate) fn event_row<R: ReadRow>(row: &R) -> StoreResult<EnterpriseEvent> {
 
 // Usage sums.
 
-/// The sums of a report row: `requests`, `input_tokens`, … `errors`.
+/// The `usage_rollups` and `usage_facts` column counting the refusals of
+/// `reason` (`refused_rate_limit`, …; migration 0010 creates them).
+pub(crate) fn refused_col(reason: RefusalReason) -> String {
+    format!("refused_{}", reason.as_str().replace('-', "_"))
+}
+
+/// Whether a `usage_records` row was refused for `reason`. The reason
+/// names are fixed identifiers, safe to write into the statement.
+pub(crate) fn refused_when(reason: RefusalReason) -> String {
+    format!("refusal = '{}'", reason.as_str())
+}
+
+/// One sum per refusal reason, comma-separated: `sum(column)` for each
+/// `refused_…` column, the backend's way of summing and naming it.
+pub(crate) fn refusal_sums(sum: impl Fn(&str) -> String) -> String {
+    RefusalReason::ALL
+        .into_iter()
+        .map(|r| sum(&refused_col(r)))
+        .collect::<Vec<_>>()
+        .join(",\n    ")
+}
+
+/// The sums of a report row: `requests`, `input_tokens`, … `errors`,
+/// and one `refused_…` count per reason.
 pub(crate) fn totals_row<R: ReadRow>(row: &R) -> StoreResult<UsageTotals> {
     totals_with_suffix(row, "")
 }
@@ -289,6 +312,10 @@ fn totals_with_suffix<R: ReadRow>(row: &R, suffix: &str) -> StoreResult<UsageTot
         errors: row.int(&col("errors"))?,
         estimated: row.int(&col("estimated"))?,
         partial: row.int(&col("partial"))?,
+        refusals: RefusalReason::ALL
+            .into_iter()
+            .map(|r| Ok((r, row.int(&col(&refused_col(r)))?)))
+            .collect::<StoreResult<_>>()?,
     })
 }
 

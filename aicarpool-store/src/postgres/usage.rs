@@ -6,6 +6,8 @@
 //! PostgreSQL; casting back to `BIGINT` fails on overflow rather than
 //! wrapping, as SQLite's integer sums do.
 
+use std::sync::LazyLock;
+
 use aicarpool_core::store::{RequestLogStore, StoreResult, UsageStore};
 use aicarpool_core::usage::{
     RefusalReason, RequestPage, RequestQuery, UsageGroupBy, UsageQuery, UsageRecord, UsageReport,
@@ -17,7 +19,9 @@ use chrono::{DateTime, Utc};
 use super::codec::{db_err, int, ms, ms_ceil, ReadRow};
 use super::PostgresStore;
 use crate::codec::request_log::{self, Param};
-use crate::codec::rows::{failed_over_col, since_totals, usage_record_row, usage_report};
+use crate::codec::rows::{
+    failed_over_col, refusal_sums, since_totals, usage_record_row, usage_report,
+};
 
 /// The bucket of each `UsageGroupBy`, written to match
 /// [`UsageQuery::bucket`] exactly. `at` is unix milliseconds; it is
@@ -40,8 +44,10 @@ fn bucket_sql(group_by: UsageGroupBy) -> &'static str {
 }
 
 /// The sums of a report, over `usage_facts` (records and the rollups
-/// retention left of older ones).
-const TOTALS_SQL: &str = "COALESCE(SUM(requests), 0)::BIGINT AS requests,
+/// retention left of older ones), refusals by reason last.
+static TOTALS_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "COALESCE(SUM(requests), 0)::BIGINT AS requests,
     COALESCE(SUM(input_tokens), 0)::BIGINT AS input_tokens,
     COALESCE(SUM(output_tokens), 0)::BIGINT AS output_tokens,
     COALESCE(SUM(cache_write_5m_tokens + cache_write_1h_tokens), 0)::BIGINT
@@ -52,7 +58,11 @@ const TOTALS_SQL: &str = "COALESCE(SUM(requests), 0)::BIGINT AS requests,
     COALESCE(SUM(cost_micro_usd), 0)::BIGINT AS cost_micro_usd,
     COALESCE(SUM(errors), 0)::BIGINT AS errors,
     COALESCE(SUM(estimated), 0)::BIGINT AS estimated,
-    COALESCE(SUM(partial), 0)::BIGINT AS partial";
+    COALESCE(SUM(partial), 0)::BIGINT AS partial,
+    {}",
+        refusal_sums(|c| format!("COALESCE(SUM({c}), 0)::BIGINT AS {c}"))
+    )
+});
 
 /// The `WHERE` condition of a scope, its ids bound from parameter
 /// `$first` on, and those ids.
@@ -94,7 +104,7 @@ fn since_columns(n: usize, first: usize) -> String {
             format!("COALESCE(SUM({expr}) FILTER (WHERE at >= ${p}), 0)::BIGINT AS {name}_{i}")
         };
         cols.push(format!(
-            "{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}",
+            "{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}",
             sum("requests", "requests"),
             sum("input_tokens", "input_tokens"),
             sum("output_tokens", "output_tokens"),
@@ -109,6 +119,7 @@ fn since_columns(n: usize, first: usize) -> String {
             sum("errors", "errors"),
             sum("estimated", "estimated"),
             sum("partial", "partial"),
+            refusal_sums(|c| sum(c, c)),
         ));
     }
     cols.join(",\n")
@@ -235,14 +246,15 @@ impl UsageStore for PostgresStore {
             }
         }
         let sql = match query.group_by {
-            None => format!("SELECT {TOTALS_SQL} FROM usage_facts WHERE {filter}"),
+            None => format!("SELECT {} FROM usage_facts WHERE {filter}", *TOTALS_SQL),
             // The collation is the bucket's own, so grouping and sorting
             // both see bytes.
             Some(g) => format!(
-                "SELECT ({}) COLLATE \"C\" AS bucket, {TOTALS_SQL}
+                "SELECT ({}) COLLATE \"C\" AS bucket, {}
                  FROM usage_facts WHERE {filter}
                  GROUP BY bucket ORDER BY bucket",
-                bucket_sql(g)
+                bucket_sql(g),
+                *TOTALS_SQL
             ),
         };
         let mut q = sqlx::query(&sql);

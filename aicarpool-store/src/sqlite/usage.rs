@@ -1,5 +1,7 @@
 //! Usage records and reports, aggregated by the database.
 
+use std::sync::LazyLock;
+
 use aicarpool_core::store::{RequestLogStore, StoreResult, UsageStore};
 use aicarpool_core::usage::{
     RefusalReason, RequestPage, RequestQuery, UsageGroupBy, UsageQuery, UsageRecord, UsageReport,
@@ -11,7 +13,9 @@ use chrono::{DateTime, Utc};
 use super::codec::{db_err, int, ms, ms_ceil};
 use super::SqliteStore;
 use crate::codec::request_log::{self, Param};
-use crate::codec::rows::{failed_over_col, since_totals, usage_record_row, usage_report};
+use crate::codec::rows::{
+    failed_over_col, refusal_sums, since_totals, usage_record_row, usage_report,
+};
 
 /// The bucket of each `UsageGroupBy`, written to match
 /// [`UsageQuery::bucket`] exactly (`at` is unix milliseconds, UTC).
@@ -27,8 +31,10 @@ fn bucket_sql(group_by: UsageGroupBy) -> &'static str {
 }
 
 /// The sums of a report, over `usage_facts` (records and the rollups
-/// retention left of older ones).
-const TOTALS_SQL: &str = "COALESCE(SUM(requests), 0) AS requests,
+/// retention left of older ones), refusals by reason last.
+static TOTALS_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "COALESCE(SUM(requests), 0) AS requests,
     COALESCE(SUM(input_tokens), 0) AS input_tokens,
     COALESCE(SUM(output_tokens), 0) AS output_tokens,
     COALESCE(SUM(cache_write_5m_tokens + cache_write_1h_tokens), 0) AS cache_write_tokens,
@@ -38,7 +44,11 @@ const TOTALS_SQL: &str = "COALESCE(SUM(requests), 0) AS requests,
     COALESCE(SUM(cost_micro_usd), 0) AS cost_micro_usd,
     COALESCE(SUM(errors), 0) AS errors,
     COALESCE(SUM(estimated), 0) AS estimated,
-    COALESCE(SUM(partial), 0) AS partial";
+    COALESCE(SUM(partial), 0) AS partial,
+    {}",
+        refusal_sums(|c| format!("COALESCE(SUM({c}), 0) AS {c}"))
+    )
+});
 
 /// The `WHERE` condition of a scope and the values it binds.
 fn scope_filter(scope: &UsageScope) -> (&'static str, Vec<&str>) {
@@ -91,7 +101,7 @@ fn since_columns(n: usize, first: usize) -> String {
             format!("COALESCE(SUM(CASE WHEN at >= ?{p} THEN {expr} END), 0) AS {name}_{i}")
         };
         cols.push(format!(
-            "{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}",
+            "{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}",
             when("requests", "requests"),
             when("input_tokens", "input_tokens"),
             when("output_tokens", "output_tokens"),
@@ -106,6 +116,7 @@ fn since_columns(n: usize, first: usize) -> String {
             when("errors", "errors"),
             when("estimated", "estimated"),
             when("partial", "partial"),
+            refusal_sums(|c| when(c, c)),
         ));
     }
     cols.join(",\n")
@@ -170,11 +181,12 @@ impl UsageStore for SqliteStore {
             bounds.push(ms_ceil(to));
         }
         let sql = match query.group_by {
-            None => format!("SELECT {TOTALS_SQL} FROM usage_facts WHERE {filter}"),
+            None => format!("SELECT {} FROM usage_facts WHERE {filter}", *TOTALS_SQL),
             Some(g) => format!(
-                "SELECT {} AS bucket, {TOTALS_SQL} FROM usage_facts WHERE {filter}
+                "SELECT {} AS bucket, {} FROM usage_facts WHERE {filter}
                  GROUP BY bucket ORDER BY bucket",
-                bucket_sql(g)
+                bucket_sql(g),
+                *TOTALS_SQL
             ),
         };
         let mut q = sqlx::query(&sql);

@@ -1,0 +1,29 @@
+-- The gateway's own refusals by reason, counted in reports beside errors:
+-- rollups keep one count per reason so the counts outlive the records,
+-- and `usage_facts` gives records (0 or 1) and rollups alike.
+ALTER TABLE usage_rollups
+    ADD COLUMN refused_rate_limit BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN refused_quota BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN refused_budget BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN refused_concurrency BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN refused_fair_share BIGINT NOT NULL DEFAULT 0;
+
+DROP VIEW usage_facts;
+CREATE VIEW usage_facts AS
+    SELECT at, key_id, user_id, group_id, account_id, model, 1::BIGINT AS requests,
+           input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+           cache_read_tokens, cost_micro_usd, CASE WHEN status >= 400 THEN 1 ELSE 0 END::BIGINT AS errors,
+           CASE WHEN accuracy = 'estimated' THEN 1 ELSE 0 END::BIGINT AS estimated, CASE WHEN accuracy = 'partial' THEN 1 ELSE 0 END::BIGINT AS partial,
+           CASE WHEN refusal = 'rate-limit' THEN 1 ELSE 0 END::BIGINT AS refused_rate_limit,
+           CASE WHEN refusal = 'quota' THEN 1 ELSE 0 END::BIGINT AS refused_quota,
+           CASE WHEN refusal = 'budget' THEN 1 ELSE 0 END::BIGINT AS refused_budget,
+           CASE WHEN refusal = 'concurrency' THEN 1 ELSE 0 END::BIGINT AS refused_concurrency,
+           CASE WHEN refusal = 'fair-share' THEN 1 ELSE 0 END::BIGINT AS refused_fair_share
+    FROM usage_records
+    UNION ALL
+    SELECT at, key_id, user_id, group_id, NULLIF(account_id, ''), model, requests,
+           input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+           cache_read_tokens, cost_micro_usd, errors, estimated, partial,
+           refused_rate_limit, refused_quota, refused_budget, refused_concurrency,
+           refused_fair_share
+    FROM usage_rollups;
