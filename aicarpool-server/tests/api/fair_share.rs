@@ -263,6 +263,26 @@ async fn a_heavy_member_is_held_to_their_share_and_the_others_go_on() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(refused["rows"][0]["refusal"], "fair-share", "{refused}");
+    // And in the usage report, per member and by reason.
+    let (_, report) = s
+        .get(
+            &format!("/api/usage?scope=group&id={group}&groupBy=user"),
+            &owner,
+        )
+        .await;
+    let rows = report["rows"].as_array().unwrap();
+    let of = |id: &str| {
+        rows.iter()
+            .find(|r| r["bucket"] == id)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(of(&member_id)["refusals"]["fair-share"], 0, "{report}");
+    let heavy_row = rows
+        .iter()
+        .find(|r| r["bucket"] != member_id.as_str())
+        .unwrap();
+    assert_eq!(heavy_row["refusals"]["fair-share"], 1, "{report}");
 
     // Switched off, the heavy member may drain the window.
     let (status, _) = s
