@@ -24,6 +24,10 @@ pub enum SecretError {
     BadMasterKey,
     #[error("sealed credentials are damaged or were sealed under another key")]
     Open,
+    /// Nothing was sealed: the account has no credentials (an edit that
+    /// sent it elsewhere dropped them).
+    #[error("the account has no credentials; give them again")]
+    Missing,
     #[error("credentials could not be encoded: {0}")]
     Encode(#[from] serde_json::Error),
 }
@@ -153,6 +157,9 @@ impl Sealer {
 
     /// Decrypts the credentials of account `account_id`.
     pub fn open(&self, account_id: &str, sealed: &Sealed) -> Result<Credentials, SecretError> {
+        if sealed.0.is_empty() {
+            return Err(SecretError::Missing);
+        }
         let plain = self.open_bytes(account_id.as_bytes(), &sealed.0)?;
         serde_json::from_slice(&plain).map_err(|_| SecretError::Open)
     }

@@ -226,6 +226,37 @@ pub struct UsageRecord {
 }
 
 impl UsageRecord {
+    /// A request of the member's key, answered now with exact usage and
+    /// status 200, on no account; set the other fields as they were.
+    pub fn new(
+        key_id: &str,
+        user_id: &str,
+        group_id: &str,
+        model: &str,
+        usage: Usage,
+        cost_micro_usd: i64,
+    ) -> Self {
+        Self {
+            id: crate::id::new_id(),
+            at: chrono::Utc::now(),
+            key_id: key_id.to_owned(),
+            user_id: user_id.to_owned(),
+            group_id: group_id.to_owned(),
+            account_id: None,
+            model: model.to_owned(),
+            usage,
+            cost_micro_usd,
+            latency_ms: 0,
+            status: 200,
+            accuracy: Accuracy::Exact,
+            served_model: None,
+            refusal: None,
+            ttfb_ms: None,
+            attempts: 0,
+            failed_over: Vec::new(),
+        }
+    }
+
     pub fn is_error(&self) -> bool {
         self.status >= 400
     }

@@ -230,7 +230,7 @@ impl MockUpstream {
     }
 }
 
-fn error_response(status: u16, kind: &str, message: &str) -> Response {
+pub(crate) fn error_response(status: u16, kind: &str, message: &str) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = json!({"type": "error", "error": {"type": kind, "message": message}});
     (
@@ -241,7 +241,7 @@ fn error_response(status: u16, kind: &str, message: &str) -> Response {
         .into_response()
 }
 
-fn authorized(headers: &HeaderMap, key: &str) -> bool {
+pub(crate) fn authorized(headers: &HeaderMap, key: &str) -> bool {
     let x_api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
     let bearer = headers
         .get("authorization")

@@ -19,9 +19,12 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::HeaderValue;
 use axum::response::Response;
 use axum::Router;
+
+use crate::mock::{authorized, error_response};
+use crate::upstream::json_response;
 
 /// Time in epoch milliseconds, as the test sees it.
 pub type NowMs = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -145,29 +148,12 @@ fn current(
 }
 
 async fn messages(State(sub): State<Arc<Subscription>>, req: Request) -> Response {
-    let key_ok = {
-        let h = req.headers();
-        let given = h
-            .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| {
-                h.get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("Bearer "))
-                    .map(str::to_owned)
-            });
-        given.as_deref() == Some(sub.api_key.as_str())
-    };
+    let key_ok = authorized(req.headers(), &sub.api_key);
     let body = axum::body::to_bytes(req.into_body(), 64 << 20)
         .await
         .unwrap_or_default();
     if !key_ok {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "authentication_error",
-            "invalid x-api-key",
-        );
+        return error_response(401, "authentication_error", "invalid x-api-key");
     }
     let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let model = request["model"]
@@ -247,8 +233,8 @@ async fn messages(State(sub): State<Arc<Subscription>>, req: Request) -> Respons
     ];
     let mut resp = if let Some(reset) = exhausted {
         w.refused += 1;
-        let mut r = error(
-            StatusCode::TOO_MANY_REQUESTS,
+        let mut r = error_response(
+            429,
             "rate_limit_error",
             "This request would exceed your account's rate limit. Please try again later.",
         );
@@ -279,7 +265,7 @@ async fn messages(State(sub): State<Arc<Subscription>>, req: Request) -> Respons
                 "stop_sequence": null,
                 "usage": {"input_tokens": input, "output_tokens": output},
             });
-            json(StatusCode::OK, &answer)
+            json_response(200, &answer)
         }
     };
     for (name, value) in headers {
@@ -335,19 +321,4 @@ fn stream(id: &str, model: &str, input: i64, output: i64) -> Response {
 
 fn hundredths(u: f64) -> String {
     format!("{:.2}", (u.min(1.0) * 100.0).floor() / 100.0)
-}
-
-fn json(status: StatusCode, v: &serde_json::Value) -> Response {
-    let mut r = Response::new(Body::from(v.to_string()));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
-    r
-}
-
-fn error(status: StatusCode, kind: &str, message: &str) -> Response {
-    json(
-        status,
-        &serde_json::json!({"type": "error", "error": {"type": kind, "message": message}}),
-    )
 }

@@ -18,6 +18,7 @@ use super::{GatewayError, Inner};
 use crate::carpool::{FairShare, DEFAULT_SHARE_WEIGHT};
 use crate::fair::share::{self, Split};
 use crate::fair::{MemberId, WindowCharge, WindowId, WindowKind, WindowLedger, WindowUse};
+use crate::fare::Cents;
 use crate::router::window::{RateSignals, UnifiedWindow, WindowInfo};
 use crate::router::{Candidate, Clock};
 use crate::usage::{RefusalReason, Usage};
@@ -107,8 +108,14 @@ impl FairShareState {
     }
 
     /// The account's windows that have not reset yet, with the
-    /// utilization last reported.
-    fn open_windows(&self, account_id: &str) -> Vec<(WindowId, Option<f64>)> {
+    /// utilization last reported; with `tight_from`, only those reported
+    /// at least that full (the request path's question: nothing is built
+    /// for an account whose windows have room).
+    fn open_windows(
+        &self,
+        account_id: &str,
+        tight_from: Option<f64>,
+    ) -> Vec<(WindowId, Option<f64>)> {
         let Some(seen) = self.seen().get(account_id).copied() else {
             return Vec::new();
         };
@@ -117,6 +124,9 @@ impl FairShareState {
             .into_iter()
             .filter_map(|kind| {
                 let info = window_info(&seen, kind);
+                if let Some(from) = tight_from {
+                    info.utilization.filter(|u| *u >= from)?;
+                }
                 let resets_at = info.reset.filter(|r| *r > now_s)?;
                 let id = WindowId {
                     account_id: account_id.to_owned(),
@@ -144,11 +154,14 @@ impl Inner {
             return None;
         }
         let account = &candidate.account.account;
+        let tight = self
+            .fair
+            .open_windows(&account.id, Some(settings.engage_at));
+        if tight.is_empty() {
+            return None;
+        }
         let member = MemberId::new(&ctx.key.group_id, &ctx.key.user_id);
-        for (window, utilization) in self.fair.open_windows(&account.id) {
-            if utilization.is_none_or(|u| u < settings.engage_at) {
-                continue;
-            }
+        for (window, _) in tight {
             let usage = match self.fair.ledger.window(&window).await {
                 Ok(u) => u,
                 Err(e) => {
@@ -262,7 +275,7 @@ impl Inner {
         let mut out = Vec::new();
         for candidate in &table.candidates {
             let account = &candidate.account.account;
-            for (window, utilization) in self.fair.open_windows(&account.id) {
+            for (window, utilization) in self.fair.open_windows(&account.id, None) {
                 let usage = self
                     .fair
                     .ledger
@@ -320,14 +333,7 @@ fn report(
 }
 
 fn epoch(secs: u64) -> DateTime<Utc> {
-    i64::try_from(secs)
-        .ok()
-        .and_then(|s| DateTime::from_timestamp(s, 0))
-        .unwrap_or_default()
-}
-
-fn usd(micro: i64) -> String {
-    format!("${:.2}", micro as f64 / 1e6)
+    super::routing::at_s(secs).unwrap_or_default()
 }
 
 /// Whose window it is, where the member stands, when it resets, and that
@@ -346,10 +352,10 @@ fn refusal_message(
     let resets = epoch(window.resets_at).format("%Y-%m-%d %H:%M UTC");
     let minutes = retry_after.as_secs().div_ceil(60);
     format!(
-        "fair share: you have used {} of your {} share of the {length} window of \
+        "fair share: you have used ${} of your ${} share of the {length} window of \
          account `{account}`, which resets at {resets}; the other members still have \
          their share. You may go on in about {minutes} min, or sooner on another account.",
-        usd(used),
-        usd(share),
+        Cents::from_micro_usd(used).to_decimal(),
+        Cents::from_micro_usd(share).to_decimal(),
     )
 }

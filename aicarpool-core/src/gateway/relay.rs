@@ -22,7 +22,6 @@ use super::exchange::{Leg, RequestContext};
 use super::fair_share::PendingCharge;
 use super::{BodyError, GatewayBody, GatewayError, Inner};
 use crate::account::Protocol;
-use crate::id::new_id;
 use crate::key::KeyRecord;
 use crate::limit::{Permit, Spend};
 use crate::provider::is_dropped_response_header;
@@ -470,28 +469,15 @@ impl Inner {
         accuracy: Accuracy,
         started: Instant,
     ) -> UsageRecord {
+        let cost = self
+            .pricing
+            .cost_for_account(account_id.as_deref(), price_model, &usage);
         UsageRecord {
-            id: new_id(),
-            at: chrono::Utc::now(),
-            key_id: key.id.clone(),
-            user_id: key.user_id.clone(),
-            group_id: key.group_id.clone(),
-            cost_micro_usd: self.pricing.cost_for_account(
-                account_id.as_deref(),
-                price_model,
-                &usage,
-            ),
             account_id,
-            model: model.to_owned(),
-            usage,
             latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             status,
             accuracy,
-            served_model: None,
-            refusal: None,
-            ttfb_ms: None,
-            attempts: 0,
-            failed_over: Vec::new(),
+            ..UsageRecord::new(&key.id, &key.user_id, &key.group_id, model, usage, cost)
         }
     }
 

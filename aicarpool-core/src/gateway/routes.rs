@@ -18,14 +18,6 @@ pub(super) struct RouteTable {
 
 /// Opens an account's credentials and resolves its base URL.
 pub(super) fn routable(inner: &Inner, account: Account) -> Result<RoutableAccount, GatewayError> {
-    // An edit that moved the account elsewhere dropped its key: say so,
-    // rather than that the sealed bytes are damaged.
-    if account.credentials.0.is_empty() {
-        return Err(GatewayError::BadUpstream(format!(
-            "account {} has no credentials (give them again with PATCH /api/accounts/{{id}})",
-            account.id
-        )));
-    }
     let credentials = inner
         .sealer
         .open(&account.id, &account.credentials)

@@ -64,7 +64,7 @@ fn at_ms(ms: u64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(i64::try_from(ms).ok()?)
 }
 
-fn at_s(s: u64) -> Option<DateTime<Utc>> {
+pub(super) fn at_s(s: u64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(i64::try_from(s).ok()?, 0)
 }
 

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use aicarpool_core::fare::Cents;
 use aicarpool_core::gateway::WindowReport;
 use aicarpool_core::org::GroupRole;
 use axum::extract::{Path, State};
@@ -28,7 +29,8 @@ pub struct WindowView {
     pub resets_at: chrono::DateTime<chrono::Utc>,
     /// List-price USD the window holds, estimated from the use sent and
     /// the utilization reported; `null` until the window has moved 5 %.
-    pub capacity_estimate_usd: Option<f64>,
+    #[schema(value_type = Option<f64>)]
+    pub capacity_estimate_usd: Option<Cents>,
     pub members: Vec<MemberWindowView>,
 }
 
@@ -37,15 +39,13 @@ pub struct WindowView {
 pub struct MemberWindowView {
     pub user_id: String,
     pub name: String,
-    pub used_usd: f64,
+    #[schema(value_type = f64)]
+    pub used_usd: Cents,
     /// `null` while the capacity is unknown.
-    pub share_usd: Option<f64>,
+    #[schema(value_type = Option<f64>)]
+    pub share_usd: Option<Cents>,
     /// `within` or `over`.
     pub state: &'static str,
-}
-
-fn usd(micro: i64) -> f64 {
-    (micro as f64 / 10_000.0).round() / 100.0
 }
 
 #[utoipa::path(get, path = "/api/groups/{id}/windows", tag = "fair share",
@@ -78,8 +78,8 @@ pub async fn windows(
             .filter(|m| sees_all || m.user_id == caller.id())
             .map(|m| MemberWindowView {
                 name: names.get(&m.user_id).cloned().unwrap_or_default(),
-                used_usd: usd(m.used_micro_usd),
-                share_usd: m.share_micro_usd.map(usd),
+                used_usd: Cents::from_micro_usd(m.used_micro_usd),
+                share_usd: m.share_micro_usd.map(Cents::from_micro_usd),
                 state: if m.over { "over" } else { "within" },
                 user_id: m.user_id,
             })
@@ -89,7 +89,7 @@ pub async fn windows(
         window: r.window.as_str(),
         utilization: r.utilization,
         resets_at: r.resets_at,
-        capacity_estimate_usd: r.capacity_estimate_micro_usd.map(usd),
+        capacity_estimate_usd: r.capacity_estimate_micro_usd.map(Cents::from_micro_usd),
     };
     Ok(Json(reports.into_iter().map(view).collect()))
 }

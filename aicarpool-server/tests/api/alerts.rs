@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aicarpool_core::usage::{Accuracy, Usage, UsageRecord};
+use aicarpool_core::usage::{Usage, UsageRecord};
 use aicarpool_server::alerts::{signature, Alerts, SIGNATURE_HEADER};
 use aicarpool_testkit::{Behavior, MockUpstream};
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
@@ -103,27 +103,15 @@ async fn a_budget_alert_is_signed_retried_told_once_and_audited() {
     // Below the threshold: nothing.
     assert!(alerts(&s).run_once(Utc::now()).await.is_empty());
     let (_, me) = s.get("/api/me", &owner).await;
+    let usage = Usage {
+        input_tokens: 1000,
+        ..Usage::default()
+    };
+    let user = me["user"]["id"].as_str().unwrap();
     let record = UsageRecord {
-        id: aicarpool_core::id::new_id(),
-        at: Utc::now(),
-        key_id: "k".into(),
-        user_id: me["user"]["id"].as_str().unwrap().to_owned(),
-        group_id: g.clone(),
-        account_id: None,
-        model: "claude-sonnet-4-5".into(),
-        usage: Usage {
-            input_tokens: 1000,
-            ..Usage::default()
-        },
-        cost_micro_usd: 600_000,
         latency_ms: 1,
-        status: 200,
-        accuracy: Accuracy::Exact,
-        served_model: None,
-        refusal: None,
-        ttfb_ms: None,
         attempts: 1,
-        failed_over: Vec::new(),
+        ..UsageRecord::new("k", user, &g, "claude-sonnet-4-5", usage, 600_000)
     };
     s.state.store.insert_usage(&[record]).await.unwrap();
 

@@ -7,7 +7,7 @@ use aicarpool_core::binding::{Binding, BindingMode, BoundAccount};
 use aicarpool_core::fare::{Fee, FeeChange, Month};
 use aicarpool_core::id::new_id;
 use aicarpool_core::org::{GroupRole, Membership};
-use aicarpool_core::usage::{Accuracy, Usage, UsageRecord};
+use aicarpool_core::usage::{Usage, UsageRecord};
 use aicarpool_server::ServeConfig;
 use aicarpool_testkit::MockUpstream;
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
@@ -71,27 +71,20 @@ async fn fee_from(s: &TestServer, account: &str, from: NaiveDate, usd: Option<i6
 
 fn used(group: &str, user: &str, account: &str, at: DateTime<Utc>, cost: i64) -> UsageRecord {
     UsageRecord {
-        id: new_id(),
         at,
         key_id: format!("key-{user}"),
-        user_id: user.to_owned(),
-        group_id: group.to_owned(),
         account_id: Some(account.to_owned()),
-        model: "claude-sonnet-4-5".into(),
-        usage: Usage {
-            input_tokens: 100,
-            output_tokens: 20,
-            ..Usage::default()
-        },
-        cost_micro_usd: cost,
         latency_ms: 1,
-        status: 200,
-        accuracy: Accuracy::Exact,
-        served_model: None,
-        refusal: None,
-        ttfb_ms: None,
         attempts: 1,
-        failed_over: Vec::new(),
+        ..UsageRecord::new("", user, group, "claude-sonnet-4-5", usage(100, 20), cost)
+    }
+}
+
+fn usage(input_tokens: u64, output_tokens: u64) -> Usage {
+    Usage {
+        input_tokens,
+        output_tokens,
+        ..Usage::default()
     }
 }
 
