@@ -1,7 +1,28 @@
-//! Translation between the OpenAI Chat Completions API and the Anthropic
-//! Messages and Gemini `generateContent` APIs, so an OpenAI-shaped chat
-//! request can be served by a Claude (or Anthropic-compatible) account or
-//! by a Gemini account.
+//! Translation between the three client protocols (Anthropic Messages,
+//! OpenAI Chat Completions and Responses, Gemini `generateContent`) and
+//! the three account protocols (Anthropic Messages, OpenAI Chat
+//! Completions, Gemini), so any client can be served by any account its
+//! owner lets serve it.
+//!
+//! Every direction goes through the [`neutral`] form. Each protocol has
+//! one module, with the same parts:
+//!
+//! | module | protocol | client side | account side |
+//! |---|---|---|---|
+//! | [`messages`] | Anthropic Messages | `read_request`, `MessagesWriter`, `write_answer`, `error_body` | `write_request`, `MessagesReader`, `read_answer` |
+//! | [`generate`] | Gemini `generateContent` | `read_request`, `GeminiWriter`, `write_answer`, `error_body` | `write_request`, `GeminiReader`, `read_answer` |
+//! | [`responses`] | OpenAI Responses | `read_request`, `ResponsesWriter`, `write_answer`, `error_body` | — |
+//! | [`completions`] | OpenAI Chat Completions | (see below) | `write_request`, `CompletionsReader`, `read_answer` |
+//!
+//! A stream is translated by [`tap::Translated`]: the account side's
+//! reader turns each SSE event into neutral events, the client side's
+//! writer turns those into the client's bytes, one event at a time.
+//!
+//! A Chat Completions *client* is served by Claude and Gemini accounts
+//! through the older direct translators ([`chat`], [`anthropic`],
+//! [`gemini`]), described next.
+//!
+//! ### Chat Completions clients
 //!
 //! **Translated** (request → upstream, answer → client, streamed or not):
 //! - `messages`: `system` and `developer` turns become the system prompt
@@ -39,7 +60,13 @@ use serde_json::{json, Value};
 
 pub mod anthropic;
 pub mod chat;
+pub mod completions;
 pub mod gemini;
+pub mod generate;
+pub mod messages;
+pub mod neutral;
+pub mod responses;
+pub mod tap;
 
 /// Why a chat request cannot be translated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,8 +95,14 @@ pub fn error_json(status: u16, message: &str) -> Value {
 /// An upstream's error answer (any protocol) in the OpenAI error shape,
 /// status and message kept.
 pub fn error_body(status: u16, upstream: &[u8]) -> Bytes {
+    Bytes::from(error_json(status, &upstream_message(upstream)).to_string())
+}
+
+/// The message of an upstream's error answer, in any protocol's shape
+/// (`error.message` or `message`), or its text.
+pub fn upstream_message(upstream: &[u8]) -> String {
     let parsed: Option<Value> = serde_json::from_slice(upstream).ok();
-    let message = parsed
+    parsed
         .as_ref()
         .and_then(|v| {
             v.pointer("/error/message")
@@ -77,8 +110,7 @@ pub fn error_body(status: u16, upstream: &[u8]) -> Bytes {
                 .and_then(Value::as_str)
         })
         .map(str::to_owned)
-        .unwrap_or_else(|| String::from_utf8_lossy(upstream).trim().to_owned());
-    Bytes::from(error_json(status, &message).to_string())
+        .unwrap_or_else(|| String::from_utf8_lossy(upstream).trim().to_owned())
 }
 
 #[cfg(test)]

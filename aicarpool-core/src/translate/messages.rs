@@ -1,0 +1,1 @@
+//! Anthropic Messages, both sides of translation.

@@ -1,0 +1,1 @@
+//! OpenAI Responses, the client side of translation.
