@@ -80,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
             owner: AccountOwner::Group(group.id.clone()),
             models: vec![],
             model_map: Default::default(),
+            serves: Vec::new(),
             priority: 50,
             weight: 1,
             max_concurrency: None,

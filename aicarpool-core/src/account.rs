@@ -31,6 +31,39 @@ pub enum Protocol {
     Openai,
 }
 
+/// The API a client's request speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientApi {
+    /// Anthropic Messages (Claude Code, the Anthropic SDKs).
+    Messages,
+    /// OpenAI Chat Completions.
+    ChatCompletions,
+    /// OpenAI Responses (Codex).
+    Responses,
+    /// Gemini `generateContent` (Gemini CLI, google-genai).
+    Gemini,
+}
+
+impl ClientApi {
+    /// The protocol family, as `serves` lists it.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            ClientApi::Messages => Protocol::Anthropic,
+            ClientApi::ChatCompletions | ClientApi::Responses => Protocol::Openai,
+            ClientApi::Gemini => Protocol::Gemini,
+        }
+    }
+
+    /// The client API native to accounts of `protocol`.
+    pub fn native(protocol: Protocol) -> Self {
+        match protocol {
+            Protocol::Anthropic => ClientApi::Messages,
+            Protocol::Openai => ClientApi::Responses,
+            Protocol::Gemini => ClientApi::Gemini,
+        }
+    }
+}
+
 impl Platform {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -179,8 +212,13 @@ pub struct Account {
     pub owner: AccountOwner,
     /// Models this account serves; empty = any.
     pub models: Vec<String>,
-    /// Client model → upstream model.
+    /// Client model → upstream model. A key may be a glob (`claude-*`):
+    /// an exact key wins, then the longest matching glob.
     pub model_map: BTreeMap<String, String>,
+    /// Client protocols this account may serve besides its own, through
+    /// translation (empty: its own only; see [`Account::serves_client`]).
+    #[serde(default)]
+    pub serves: Vec<Protocol>,
     /// Lower is tried first.
     pub priority: i32,
     pub weight: u32,
@@ -223,13 +261,37 @@ impl Account {
     /// Whether this account serves `model` (before mapping).
     pub fn serves_model(&self, model: &str) -> bool {
         self.models.is_empty()
-            || self.model_map.contains_key(model)
+            || self.mapped(model).is_some()
             || self.models.iter().any(|m| crate::key::glob_match(m, model))
     }
 
     /// The model name to send upstream.
     pub fn upstream_model<'a>(&'a self, model: &'a str) -> &'a str {
-        self.model_map.get(model).map_or(model, String::as_str)
+        self.mapped(model).unwrap_or(model)
+    }
+
+    /// The model map's entry for `model`: the exact key, else the longest
+    /// glob that matches.
+    fn mapped(&self, model: &str) -> Option<&str> {
+        if let Some(m) = self.model_map.get(model) {
+            return Some(m);
+        }
+        self.model_map
+            .iter()
+            .filter(|(pattern, _)| pattern.contains('*') && crate::key::glob_match(pattern, model))
+            .max_by_key(|(pattern, _)| pattern.len())
+            .map(|(_, m)| m.as_str())
+    }
+
+    /// Whether this account may serve a client speaking `client`: its own
+    /// protocol always, another when the owner listed it in `serves`.
+    /// OpenAI Chat Completions every account served before `serves`
+    /// existed: an account whose `serves` is empty still serves it.
+    pub fn serves_client(&self, client: ClientApi) -> bool {
+        let wanted = client.protocol();
+        wanted == self.platform.protocol()
+            || self.serves.contains(&wanted)
+            || (client == ClientApi::ChatCompletions && self.serves.is_empty())
     }
 }
 

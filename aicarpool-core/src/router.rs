@@ -15,7 +15,7 @@ use std::time::Duration;
 use http::HeaderMap;
 use serde::Serialize;
 
-use crate::account::{Account, Credentials, Protocol};
+use crate::account::{Account, ClientApi, Credentials, Protocol};
 
 pub mod clock;
 mod explain;
@@ -110,12 +110,20 @@ pub struct Candidate {
 
 impl Candidate {
     /// Whether the account can take this request at all, health aside:
-    /// enabled, the request's protocol, the model (an empty model: any).
-    pub fn serves(&self, protocol: Protocol, model: &str) -> bool {
+    /// enabled, of the `protocol` routed to, allowed to serve the
+    /// client's API (translated when it is not its own), and the model
+    /// (an empty model: any).
+    pub fn serves(&self, protocol: Protocol, client: ClientApi, model: &str) -> bool {
         let a = &self.account.account;
         a.enabled
             && a.platform.protocol() == protocol
+            && a.serves_client(client)
             && (model.is_empty() || a.serves_model(model))
+    }
+
+    /// Whether the request reaches this account through translation.
+    pub fn translated(&self, client: ClientApi) -> bool {
+        self.account.account.platform.protocol() != client.protocol()
     }
 }
 
@@ -124,7 +132,11 @@ impl Candidate {
 pub struct RouteRequest<'a> {
     pub group_id: &'a str,
     pub key_id: &'a str,
+    /// The account protocol routed to.
     pub protocol: Protocol,
+    /// The API the client speaks (accounts of another protocol serve it
+    /// only when their `serves` says so).
+    pub client: ClientApi,
     pub model: &'a str,
     /// The conversation, scoped to the member key (sticky sessions).
     pub session: Option<SessionKey>,
@@ -139,6 +151,7 @@ impl<'a> RouteRequest<'a> {
             group_id,
             key_id,
             protocol,
+            client: ClientApi::native(protocol),
             model,
             session: None,
             max_candidates: usize::MAX,
@@ -362,7 +375,7 @@ impl Router for PriorityRouter {
     fn plan(&self, request: &RouteRequest<'_>, candidates: &[Candidate]) -> Plan {
         let mut plan: Vec<Candidate> = candidates
             .iter()
-            .filter(|c| c.serves(request.protocol, request.model))
+            .filter(|c| c.serves(request.protocol, request.client, request.model))
             .cloned()
             .collect();
         // Stable: equal priorities keep the binding's order.

@@ -203,6 +203,7 @@ pub fn account(owner: AccountOwner) -> Account {
             ("claude-sonnet-4-5".into(), "kimi-k2-turbo".into()),
             ("claude-opus-4-1".into(), "kimi-k2".into()),
         ]),
+        serves: Vec::new(),
         priority: -5,
         weight: 7,
         max_concurrency: Some(4),

@@ -169,6 +169,7 @@ fn candidates() -> Vec<Candidate> {
                 owner: AccountOwner::Group("g".into()),
                 models,
                 model_map: Default::default(),
+                serves: Vec::new(),
                 priority,
                 weight: 1,
                 max_concurrency: Some(8),

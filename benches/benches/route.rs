@@ -50,6 +50,7 @@ fn pool(n: usize) -> Vec<Candidate> {
                 owner: AccountOwner::Group("g".into()),
                 models,
                 model_map: Default::default(),
+                serves: Vec::new(),
                 priority,
                 weight,
                 max_concurrency: Some(8),

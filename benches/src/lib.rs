@@ -115,6 +115,7 @@ impl Fixture {
             owner: AccountOwner::Group(group.id.clone()),
             models: vec![],
             model_map: Default::default(),
+            serves: Vec::new(),
             priority: 10,
             weight: 1,
             max_concurrency: None,

@@ -90,11 +90,12 @@ async fn dispatch_once(
         .map(|s| s.scoped(&ctx.key.id));
     // The first protocol, in the wire's order, with an account serving
     // the model: the group's binding and the model decide.
-    let protocol = wire
-        .upstreams()
-        .iter()
-        .copied()
-        .find(|p| table.candidates.iter().any(|c| c.serves(*p, &ctx.model)));
+    let protocol = wire.upstreams().iter().copied().find(|p| {
+        table
+            .candidates
+            .iter()
+            .any(|c| c.serves(*p, wire.client_api(), &ctx.model))
+    });
     let Some(protocol) = protocol else {
         return Err(Unserved::new(unserved(ctx, wire, &table.candidates)));
     };
@@ -102,6 +103,7 @@ async fn dispatch_once(
         group_id: &ctx.key.group_id,
         key_id: &ctx.key.id,
         protocol,
+        client: wire.client_api(),
         model: &ctx.model,
         session,
         // Spares for accounts found busy at attempt time.

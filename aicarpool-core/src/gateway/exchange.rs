@@ -18,7 +18,7 @@ use http::{HeaderMap, Response, StatusCode};
 
 use super::admission::NotAdmitted;
 use super::{admission, dispatch, GatewayBody, GatewayError, Inner, MAX_BODY_BYTES};
-use crate::account::Protocol;
+use crate::account::{ClientApi, Protocol};
 use crate::bounds;
 use crate::key::{KeyRecord, KeyRefusal, Service};
 use crate::limit::Permit;
@@ -70,6 +70,17 @@ pub(super) trait Wire: Send + Sync {
     /// The stream shape the client reads (for pings and error events sent
     /// before any upstream answers).
     fn client_stream(&self) -> ClientStream;
+
+    /// The API the client speaks: accounts of another protocol serve it
+    /// only when their `serves` lists it.
+    fn client_api(&self) -> ClientApi {
+        match self.client_stream() {
+            ClientStream::Anthropic => ClientApi::Messages,
+            ClientStream::Gemini => ClientApi::Gemini,
+            ClientStream::OpenAiChat => ClientApi::ChatCompletions,
+            ClientStream::OpenAiResponses => ClientApi::Responses,
+        }
+    }
 }
 
 /// What a protocol path read from its request.

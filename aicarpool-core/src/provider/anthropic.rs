@@ -254,6 +254,7 @@ mod tests {
             owner: AccountOwner::Group("g".into()),
             models: vec![],
             model_map: Default::default(),
+            serves: Vec::new(),
             priority: 50,
             weight: 1,
             max_concurrency: None,

@@ -15,6 +15,7 @@ pub(crate) fn routable(platform: Platform, preset: Option<Preset>) -> RoutableAc
         owner: AccountOwner::Group("g".into()),
         models: vec![],
         model_map: Default::default(),
+        serves: Vec::new(),
         priority: 50,
         weight: 1,
         max_concurrency: None,

@@ -303,7 +303,7 @@ impl Router for SmartRouter {
         {
             let accounts = self.accounts.read().unwrap_or_else(lock_err);
             for (index, c) in candidates.iter().enumerate() {
-                if !c.serves(request.protocol, request.model) {
+                if !c.serves(request.protocol, request.client, request.model) {
                     continue;
                 }
                 plan.serving += 1;

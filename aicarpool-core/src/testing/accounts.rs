@@ -20,6 +20,7 @@ pub async fn accounts<S: Store + ?Sized>(store: &S) {
         base_url: None,
         models: Vec::new(),
         model_map: BTreeMap::new(),
+        serves: Vec::new(),
         priority: 0,
         weight: 0,
         max_concurrency: None,

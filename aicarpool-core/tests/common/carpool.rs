@@ -69,6 +69,7 @@ pub fn group_account(
         owner: AccountOwner::Group(group_id.to_owned()),
         models: vec![],
         model_map: Default::default(),
+        serves: Vec::new(),
         priority: 10,
         weight: 1,
         max_concurrency: None,

@@ -29,6 +29,7 @@ pub fn candidate(
         owner: AccountOwner::Group("g".into()),
         models: vec![],
         model_map: Default::default(),
+        serves: Vec::new(),
         priority,
         weight,
         max_concurrency,

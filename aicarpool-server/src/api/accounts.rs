@@ -81,6 +81,7 @@ pub async fn create_owned(
         owner,
         models: body.models,
         model_map: body.model_map,
+        serves: Vec::new(),
         priority: body.priority.unwrap_or(DEFAULT_PRIORITY),
         weight: body.weight.unwrap_or(1),
         max_concurrency: body.max_concurrency,

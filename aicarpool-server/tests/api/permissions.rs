@@ -144,6 +144,7 @@ fn account(s: &TestServer, owner: AccountOwner) -> Account {
         owner,
         models: vec![],
         model_map: Default::default(),
+        serves: Vec::new(),
         priority: 50,
         weight: 1,
         max_concurrency: None,

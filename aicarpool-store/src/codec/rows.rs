@@ -169,6 +169,7 @@ pub(crate) fn account_row<R: ReadRow>(row: &R) -> StoreResult<Account> {
         owner: owner(&owner_kind, row.text("owner_id")?)?,
         models: row.json("models")?,
         model_map: row.json("model_map")?,
+        serves: Vec::new(),
         priority: row.i32("priority")?,
         weight: row.int("weight")?,
         max_concurrency: row.opt_int("max_concurrency")?,

@@ -131,6 +131,7 @@ async fn an_account_stored_before_the_guard_is_refused_when_sending() {
         owner: AccountOwner::Group(t.group.clone()),
         models: vec![],
         model_map: Default::default(),
+        serves: Vec::new(),
         priority: 50,
         weight: 1,
         max_concurrency: None,
