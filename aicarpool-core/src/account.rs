@@ -299,6 +299,70 @@ impl Account {
 mod tests {
     use super::*;
 
+    fn relay(platform: Platform) -> Account {
+        let now = Utc::now();
+        Account {
+            id: "a1".into(),
+            name: "relay".into(),
+            platform,
+            preset: None,
+            base_url: None,
+            owner: AccountOwner::Group("g1".into()),
+            models: Vec::new(),
+            model_map: BTreeMap::new(),
+            serves: Vec::new(),
+            priority: 0,
+            weight: 1,
+            max_concurrency: None,
+            proxy: None,
+            enabled: true,
+            credentials: Sealed::default(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn an_exact_model_map_key_wins_then_the_longest_glob() {
+        let mut a = relay(Platform::OpenaiCompatible);
+        a.models = vec!["deepseek-*".into()];
+        a.model_map = BTreeMap::from([
+            ("claude-*".into(), "deepseek-chat".into()),
+            ("claude-opus-*".into(), "deepseek-reasoner".into()),
+            ("claude-opus-4-1".into(), "kimi-k2".into()),
+        ]);
+        assert_eq!(a.upstream_model("claude-sonnet-4-5"), "deepseek-chat");
+        assert_eq!(a.upstream_model("claude-opus-4-5"), "deepseek-reasoner");
+        assert_eq!(a.upstream_model("claude-opus-4-1"), "kimi-k2");
+        assert_eq!(a.upstream_model("deepseek-chat"), "deepseek-chat");
+        assert!(a.serves_model("claude-haiku-4-5"));
+        assert!(a.serves_model("deepseek-coder"));
+        assert!(!a.serves_model("gpt-5"));
+    }
+
+    #[test]
+    fn another_protocol_is_served_only_when_listed() {
+        let mut a = relay(Platform::OpenaiCompatible);
+        assert!(a.serves_client(ClientApi::Responses));
+        assert!(a.serves_client(ClientApi::ChatCompletions));
+        assert!(!a.serves_client(ClientApi::Messages));
+        assert!(!a.serves_client(ClientApi::Gemini));
+        a.serves = vec![Protocol::Anthropic];
+        assert!(a.serves_client(ClientApi::Messages));
+        assert!(!a.serves_client(ClientApi::Gemini));
+
+        // Chat Completions, as before `serves`: unless the list leaves it out.
+        let mut c = relay(Platform::ClaudeApi);
+        assert!(c.serves_client(ClientApi::Messages));
+        assert!(c.serves_client(ClientApi::ChatCompletions));
+        assert!(!c.serves_client(ClientApi::Responses));
+        c.serves = vec![Protocol::Gemini];
+        assert!(!c.serves_client(ClientApi::ChatCompletions));
+        c.serves = vec![Protocol::Openai];
+        assert!(c.serves_client(ClientApi::ChatCompletions));
+        assert!(c.serves_client(ClientApi::Responses));
+    }
+
     #[test]
     fn credentials_debug_redacts() {
         let c = Credentials {

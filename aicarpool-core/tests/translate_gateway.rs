@@ -330,24 +330,13 @@ async fn the_model_and_the_binding_choose_the_account() {
 }
 
 #[tokio::test]
-async fn what_cannot_be_translated_is_a_clear_400() {
+async fn what_no_bound_protocol_can_carry_is_a_clear_400() {
     let mock = MockUpstream::start(UPSTREAM_KEY).await.unwrap();
     let gem = MockGemini::start(UPSTREAM_KEY).await.unwrap();
     let h = harness(vec![claude(&mock.url), gemini(&gem.url)]).await;
     let cases = [
         ("claude-sonnet-4-5", json!({"n": 2}), "n > 1"),
         ("claude-sonnet-4-5", json!({"logprobs": true}), "logprobs"),
-        (
-            "claude-sonnet-4-5",
-            json!({"response_format": {"type": "json_object"}}),
-            "response_format",
-        ),
-        (
-            "gemini-2.5-flash",
-            json!({"messages": [{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]}),
-            "image URL",
-        ),
         (
             "gemini-2.5-flash",
             json!({"messages": [{"role": "user", "content": [
@@ -371,6 +360,27 @@ async fn what_cannot_be_translated_is_a_clear_400() {
         assert!(msg.contains(says), "{msg}");
     }
     assert_eq!(mock.hits() + gem.hits(), 0);
+
+    // What one protocol cannot carry, another account of the group may:
+    // Claude has no JSON mode, the Gemini account takes the request.
+    let mut body = chat("claude-sonnet-4-5", false, false);
+    body["response_format"] = json!({"type": "json_object"});
+    let resp = h
+        .gateway
+        .handle(h.post("/api/ai-proxy/chat", body.to_string()))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!((mock.hits(), gem.hits()), (0, 1));
+    // And the other way round: Gemini fetches no image URL, Claude does.
+    let mut body = chat("gemini-2.5-flash", false, false);
+    body["messages"] = json!([{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]);
+    let resp = h
+        .gateway
+        .handle(h.post("/api/ai-proxy/chat", body.to_string()))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!((mock.hits(), gem.hits()), (1, 1));
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ use http::Response;
 use super::answer::Answer;
 use super::exchange::{RequestContext, Wire};
 use super::first_byte::{self, NotReady, Patience};
+use super::routes::RouteTable;
 use super::{failover, relay, telemetry, GatewayBody, GatewayError, Inner, Invalidation};
 use crate::account::Protocol;
 use crate::provider::retry_after;
@@ -70,9 +71,9 @@ pub(super) async fn dispatch(
     }
 }
 
-/// Tries the planned candidates until one answers: at most
-/// `max_attempts`, none started after the request's deadline, each one
-/// reported to the router.
+/// Tries the accounts that may serve the request, one protocol after
+/// another in the wire's order (its own first, then those reached through
+/// translation), until one answers.
 async fn dispatch_once(
     inner: &Arc<Inner>,
     ctx: &RequestContext,
@@ -82,23 +83,62 @@ async fn dispatch_once(
         .route_table(&ctx.key.group_id)
         .await
         .map_err(Unserved::new)?;
+    let client = wire.client_api();
+    let mut protocols = wire.upstreams().iter().copied().filter(|p| {
+        table
+            .candidates
+            .iter()
+            .any(|c| c.serves(*p, client, &ctx.model))
+    });
+    let Some(first) = protocols.next() else {
+        return Err(Unserved::new(unserved(ctx, wire, &table.candidates)));
+    };
+    let mut unserved = match dispatch_protocol(inner, ctx, wire, &table, first).await {
+        Ok(resp) => return Ok(resp),
+        Err(u) => u,
+    };
+    for protocol in protocols {
+        if ctx.attempts() as usize >= inner.config.max_attempts.max(1) {
+            break;
+        }
+        match dispatch_protocol(inner, ctx, wire, &table, protocol).await {
+            Ok(resp) => return Ok(resp),
+            Err(next) => unserved = unserved.then(next),
+        }
+    }
+    Err(unserved)
+}
+
+impl Unserved {
+    /// What to tell the client after another protocol failed too: the
+    /// later attempt's error when it tried an account, else the earlier.
+    fn then(self, next: Unserved) -> Unserved {
+        let only_busy = self.only_busy && next.only_busy;
+        let kept = if next.last_account.is_some() {
+            next
+        } else {
+            self
+        };
+        Unserved { only_busy, ..kept }
+    }
+}
+
+/// Tries the planned candidates of one account protocol until one
+/// answers: at most `max_attempts` in all, none started after the
+/// request's deadline, each one reported to the router.
+async fn dispatch_protocol(
+    inner: &Arc<Inner>,
+    ctx: &RequestContext,
+    wire: &dyn Wire,
+    table: &RouteTable,
+    protocol: Protocol,
+) -> Result<Response<GatewayBody>, Unserved> {
     let max_attempts = inner.config.max_attempts.max(1);
     // Only conversations bind accounts; `count_tokens` calls do not.
     let session = ctx
         .session
         .filter(|_| ctx.metered)
         .map(|s| s.scoped(&ctx.key.id));
-    // The first protocol, in the wire's order, with an account serving
-    // the model: the group's binding and the model decide.
-    let protocol = wire.upstreams().iter().copied().find(|p| {
-        table
-            .candidates
-            .iter()
-            .any(|c| c.serves(*p, wire.client_api(), &ctx.model))
-    });
-    let Some(protocol) = protocol else {
-        return Err(Unserved::new(unserved(ctx, wire, &table.candidates)));
-    };
     let request = RouteRequest {
         group_id: &ctx.key.group_id,
         key_id: &ctx.key.id,
@@ -292,15 +332,32 @@ fn unserved(
     if candidates.is_empty() {
         return GatewayError::Unavailable("no upstream account is bound to this group".into());
     }
-    let speaks = |p: Protocol| {
-        candidates
-            .iter()
-            .any(|c| c.account.account.platform.protocol() == p)
-    };
-    if wire.upstreams().iter().any(|p| speaks(*p)) {
+    let client = wire.client_api();
+    let own = client.protocol();
+    // Accounts that may serve this API, any model.
+    let serving = |p: Protocol| candidates.iter().any(|c| c.serves(p, client, ""));
+    if wire.upstreams().iter().any(|p| serving(*p)) {
         return GatewayError::NotFound(format!(
             "no account of this group serves model `{}`",
             ctx.model
+        ));
+    }
+    let speaks = |p: Protocol| {
+        candidates
+            .iter()
+            .any(|c| c.account.account.enabled && c.account.account.platform.protocol() == p)
+    };
+    if let Some(other) = wire
+        .upstreams()
+        .iter()
+        .copied()
+        .find(|p| *p != own && speaks(*p))
+    {
+        return GatewayError::NotFound(format!(
+            "no account of this group serves this API; its {} accounts can serve it through \
+             translation once their owner adds \"{}\" to their `serves`",
+            platforms(other),
+            service_name(own),
         ));
     }
     let kinds: Vec<&str> = wire.upstreams().iter().map(|p| platforms(*p)).collect();
@@ -308,6 +365,15 @@ fn unserved(
         "no account of this group can serve this API (it needs an account of platform {})",
         kinds.join(", or ")
     ))
+}
+
+/// How `serves` names a protocol.
+fn service_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Anthropic => "anthropic",
+        Protocol::Gemini => "gemini",
+        Protocol::Openai => "openai",
+    }
 }
 
 fn platforms(p: Protocol) -> &'static str {

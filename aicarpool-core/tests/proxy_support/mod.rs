@@ -8,7 +8,7 @@ mod carpool;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aicarpool_core::account::{Platform, Preset};
+use aicarpool_core::account::{Platform, Preset, Protocol};
 use aicarpool_core::gateway::{Gateway, GatewayBody};
 use aicarpool_core::key::KeyRecord;
 use aicarpool_core::secret::{MasterKey, Sealer};
@@ -36,6 +36,7 @@ pub struct Spec {
     pub base_url: String,
     pub models: Vec<String>,
     pub model_map: BTreeMap<String, String>,
+    pub serves: Vec<Protocol>,
 }
 
 pub fn gemini(url: &str) -> Spec {
@@ -58,6 +59,7 @@ fn spec(platform: Platform, base_url: String) -> Spec {
         base_url,
         models: vec![],
         model_map: BTreeMap::new(),
+        serves: vec![],
     }
 }
 
@@ -69,6 +71,12 @@ impl Spec {
 
     pub fn map(mut self, from: &str, to: &str) -> Self {
         self.model_map.insert(from.into(), to.into());
+        self
+    }
+
+    /// Lets the account serve clients of `protocols` through translation.
+    pub fn serves(mut self, protocols: &[Protocol]) -> Self {
+        self.serves = protocols.to_vec();
         self
     }
 }
@@ -95,6 +103,7 @@ pub async fn harness_with(accounts: Vec<Spec>, key: impl FnOnce(&mut KeyRecord))
         account.preset = spec.preset;
         account.models = spec.models;
         account.model_map = spec.model_map;
+        account.serves = spec.serves;
         account.priority = 10 + i as i32;
         store.create_account(&account).await.unwrap();
         account_ids.push(account.id);
