@@ -13,9 +13,10 @@
 //! [`read_answer`] its whole answer.
 //!
 //! Each file's docs say what it carries, drops and refuses:
-//! [`request`] (client request in), [`upstream`] (account request out),
-//! [`writer`] (answers out to the client), [`reader`] (answers in from the
-//! account).
+//! [`request`] (the client's request in, its tools and settings in
+//! `options`), [`upstream`] (the account's request out, its history in
+//! `history`), [`writer`] (answers out to the client), [`reader`]
+//! (answers in from the account).
 //!
 //! Shared here: stop reasons both ways, the error shape, the usage
 //! object, and the encoding of `redacted_thinking` in the neutral form
@@ -32,6 +33,8 @@ use serde_json::{json, Map, Value};
 use super::neutral::StopReason;
 use crate::usage::Usage;
 
+mod history;
+mod options;
 pub mod reader;
 pub mod request;
 pub mod upstream;

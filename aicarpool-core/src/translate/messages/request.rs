@@ -13,7 +13,8 @@
 //! `output_config.effort`; a JSON schema answer (`output_config.format` or
 //! the beta `output_format`, type `json_schema`); `metadata.user_id`.
 //!
-//! **Dropped**: `cache_control` everywhere, `citations`,
+//! **Dropped**: Claude Code's `x-anthropic-billing-header` system block
+//! (a marker for Anthropic, not an instruction), `cache_control` everywhere, `citations`,
 //! `redacted_thinking` blocks (only Claude can read them), an empty
 //! thinking signature, `context_management`, `container`, `service_tier`,
 //! `betas` and fields not named here. A system message's position in the
@@ -27,12 +28,14 @@
 
 use serde_json::{Map, Value};
 
+use super::options::{read_json_output, read_reasoning, read_tool, read_tool_choice};
 use super::str_at;
-use crate::translate::neutral::{
-    Conversation, Effort, Image, JsonOutput, Part, Reasoning, Role, ToolCall, ToolChoice,
-    ToolResult, ToolSpec, Turn,
-};
+use crate::translate::neutral::{Conversation, Image, Part, Role, ToolCall, ToolResult, Turn};
 use crate::translate::TranslateError;
+
+/// Claude Code's first system block, a marker for Anthropic's billing
+/// rather than an instruction: other accounts do not get it.
+const BILLING_HEADER: &str = "x-anthropic-billing-header:";
 
 /// Reads a Messages request body.
 pub fn read_request(body: &[u8]) -> Result<Conversation, TranslateError> {
@@ -98,7 +101,7 @@ pub fn read_request(body: &[u8]) -> Result<Conversation, TranslateError> {
     Ok(c)
 }
 
-fn invalid(message: &str) -> TranslateError {
+pub(super) fn invalid(message: &str) -> TranslateError {
     TranslateError::Invalid(message.to_owned())
 }
 
@@ -116,7 +119,7 @@ fn read_system(system: Option<&Value>, out: &mut Vec<String>) -> Result<(), Tran
                 match b.get("type").and_then(Value::as_str) {
                     Some("text") => {
                         let text = str_at(b, "text");
-                        if !text.is_empty() {
+                        if !text.is_empty() && !text.starts_with(BILLING_HEADER) {
                             out.push(text.to_owned());
                         }
                     }
@@ -253,111 +256,10 @@ fn read_tool_result(b: &Value, i: usize) -> Result<ToolResult, TranslateError> {
     })
 }
 
-fn read_tool(t: &Value) -> Result<ToolSpec, TranslateError> {
-    match t.get("type").and_then(Value::as_str) {
-        None | Some("custom") => {}
-        Some(server) => {
-            return Err(TranslateError::Unsupported(format!(
-                "the server tool `{server}`"
-            )))
-        }
-    }
-    let name = t
-        .get("name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid("tools: every tool needs a name"))?;
-    Ok(ToolSpec {
-        name: name.to_owned(),
-        description: t
-            .get("description")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        parameters: t
-            .get("input_schema")
-            .cloned()
-            .unwrap_or_else(super::empty_object_schema),
-    })
-}
-
-fn read_tool_choice(choice: &Value, c: &mut Conversation) -> Result<(), TranslateError> {
-    c.tool_choice = Some(match choice.get("type").and_then(Value::as_str) {
-        Some("auto") => ToolChoice::Auto,
-        Some("any") => ToolChoice::Any,
-        Some("none") => ToolChoice::None,
-        Some("tool") => ToolChoice::Tool(
-            choice
-                .get("name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| invalid("tool_choice: `tool` needs a name"))?
-                .to_owned(),
-        ),
-        _ => return Err(invalid("tool_choice: type must be auto, any, tool or none")),
-    });
-    if let Some(disable) = choice
-        .get("disable_parallel_tool_use")
-        .and_then(Value::as_bool)
-    {
-        c.parallel_tool_calls = Some(!disable);
-    }
-    Ok(())
-}
-
-fn read_reasoning(req: &Map<String, Value>) -> Option<Reasoning> {
-    let effort = req
-        .get("output_config")
-        .and_then(|o| o.get("effort"))
-        .and_then(Value::as_str)
-        .and_then(Effort::parse);
-    let thinking = req.get("thinking");
-    let show = thinking
-        .and_then(|t| t.get("display"))
-        .and_then(Value::as_str)
-        != Some("omitted");
-    match thinking.and_then(|t| t.get("type")).and_then(Value::as_str) {
-        Some("enabled") => Some(Reasoning {
-            budget_tokens: thinking
-                .and_then(|t| t.get("budget_tokens"))
-                .and_then(Value::as_u64),
-            effort,
-            show,
-        }),
-        Some("adaptive") => Some(Reasoning {
-            budget_tokens: None,
-            effort,
-            show,
-        }),
-        // Effort without thinking still says how much to spend.
-        _ => effort.map(|effort| Reasoning {
-            budget_tokens: None,
-            effort: Some(effort),
-            show: false,
-        }),
-    }
-}
-
-fn read_json_output(req: &Map<String, Value>) -> Result<Option<JsonOutput>, TranslateError> {
-    let format = req
-        .get("output_config")
-        .and_then(|o| o.get("format"))
-        .or_else(|| req.get("output_format"))
-        .filter(|f| !f.is_null());
-    let Some(format) = format else {
-        return Ok(None);
-    };
-    match format.get("type").and_then(Value::as_str) {
-        Some("json_schema") => Ok(Some(JsonOutput {
-            schema: format.get("schema").cloned(),
-        })),
-        other => Err(TranslateError::Unsupported(format!(
-            "output format `{}`",
-            other.unwrap_or("untyped")
-        ))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::translate::neutral::{Effort, Reasoning, ToolChoice};
     use serde_json::json;
 
     fn fixture_body(jsonl: &str) -> Vec<u8> {
@@ -381,10 +283,11 @@ mod tests {
             assert_eq!(c.model, "claude-opus-4-8");
             assert!(c.stream);
             assert_eq!(c.max_tokens, Some(64000));
-            // Three system blocks, then the system message from the history.
-            assert_eq!(c.system.len(), 4);
-            assert!(c.system[0].starts_with("x-anthropic-billing-header"));
-            assert!(c.system[3].starts_with("Available agent types"));
+            // Two system blocks (the billing marker dropped), then the
+            // system message from the history.
+            assert_eq!(c.system.len(), 3);
+            assert!(c.system[0].starts_with("You are a Claude agent"));
+            assert!(c.system[2].starts_with("Available agent types"));
             let names: Vec<&str> = c.tools.iter().map(|t| t.name.as_str()).collect();
             let raw_names: Vec<&str> = raw["tools"]
                 .as_array()
@@ -458,44 +361,6 @@ mod tests {
         assert_eq!(c.tool_name("toolu_1"), Some("ls"));
         assert_eq!(c.tool_choice, Some(ToolChoice::Any));
         assert_eq!(c.parallel_tool_calls, Some(false));
-    }
-
-    #[test]
-    fn server_tools_and_documents_are_refused_by_name() {
-        let err = read(
-            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
-            "tools": [{"type": "web_search_20250305", "name": "web_search"}]}),
-        )
-        .unwrap_err();
-        assert!(
-            matches!(&err, TranslateError::Unsupported(m) if m.contains("web_search_20250305")),
-            "{err:?}"
-        );
-        let err = read(json!({"model": "m", "messages": [{"role": "user", "content": [
-            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "x"}}]}]}))
-        .unwrap_err();
-        assert!(matches!(&err, TranslateError::Unsupported(m) if m.contains("document")));
-    }
-
-    #[test]
-    fn thinking_budget_effort_and_json_schema() {
-        let c = read(
-            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
-            "thinking": {"type": "enabled", "budget_tokens": 2048},
-            "output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}},
-            "top_k": 5, "stop_sequences": ["END"], "temperature": 0.5}),
-        )
-        .unwrap();
-        assert_eq!(c.reasoning.unwrap().budget_tokens, Some(2048));
-        assert_eq!(c.json.unwrap().schema, Some(json!({"type": "object"})));
-        assert_eq!((c.top_k, c.temperature), (Some(5), Some(0.5)));
-        assert_eq!(c.stop, vec!["END".to_owned()]);
-        let off = read(
-            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
-            "thinking": {"type": "disabled"}}),
-        )
-        .unwrap();
-        assert_eq!(off.reasoning, None);
     }
 
     #[test]

@@ -165,7 +165,7 @@ fn claude_codes_request_goes_to_a_claude_account_whole() {
         assert_eq!(sent["description"], raw["description"]);
     }
     let system = body["system"].as_str().unwrap();
-    assert!(system.starts_with("x-anthropic-billing-header"));
+    assert!(system.starts_with("You are a Claude agent"));
     assert!(system.contains("Available agent types"));
     assert_eq!(body["messages"].as_array().unwrap().len(), 1);
     assert_eq!(body["messages"][0]["content"][1]["text"], "say pong");
@@ -288,6 +288,9 @@ fn a_tool_call_streamed_out_comes_back_with_its_id() {
         messages[messages.len() - 2]["content"][0]["id"],
         "toolu_xyz"
     );
+    // The call came without thinking, so Claude would refuse thinking now.
+    assert!(!body.contains_key("thinking"));
+    next.reasoning = None;
     assert_eq!(read_request(&sent(&next)).unwrap(), next);
 }
 

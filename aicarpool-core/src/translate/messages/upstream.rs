@@ -5,7 +5,8 @@
 //! **Carried**: the system instructions (one string, joined by blank
 //! lines); turns, merged so roles alternate, tool results first in each
 //! user turn; text, images (`base64` and `url`), tool calls and results
-//! with their ids, `is_error`; signed thinking, and `redacted_thinking`
+//! with their ids (characters Claude refuses in an id become `_`),
+//! `is_error`; signed thinking, and `redacted_thinking`
 //! (see [`super::REDACTED_PREFIX`]) in assistant turns; tools with an
 //! object `input_schema`; `tool_choice` and `disable_parallel_tool_use`;
 //! `max_tokens` ([`DEFAULT_MAX_TOKENS`] when absent), `temperature`,
@@ -19,7 +20,9 @@
 //!
 //! **Dropped**, because Claude refuses the combination: thinking without
 //! a signature (only Claude's own signed thinking goes back), empty text,
-//! whitespace-only stop sequences, thinking when a tool call is forced;
+//! whitespace-only stop sequences, thinking when a tool call is forced,
+//! after a prefill, or in a tool loop whose last assistant turn lost its
+//! signed thinking;
 //! with thinking on, `temperature`, `top_k` and a `top_p` under 0.95;
 //! `top_p` when `temperature` is also set (newer Claude models take one).
 //! With thinking on, `max_tokens` is raised above the budget. Trailing
@@ -32,9 +35,8 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::translate::neutral::{
-    Conversation, Image, JsonOutput, Part, Role, ToolChoice, ToolResult, ToolSpec, Turn,
-};
+use super::history::write_turns;
+use crate::translate::neutral::{Conversation, JsonOutput, ToolChoice, ToolSpec};
 use crate::translate::TranslateError;
 
 /// `max_tokens` when the client set none (Claude requires one).
@@ -111,7 +113,7 @@ pub fn write_request(c: &Conversation) -> Result<Map<String, Value>, TranslateEr
 
     let budget = c
         .reasoning
-        .filter(|_| !forced)
+        .filter(|_| !forced && thinking_fits(&body))
         .map(|r| r.budget().max(MIN_THINKING_BUDGET));
     let mut max_tokens = c.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
     if let Some(budget) = budget {
@@ -157,114 +159,29 @@ pub fn write_request(c: &Conversation) -> Result<Map<String, Value>, TranslateEr
     Ok(body)
 }
 
-/// The turns as messages: roles alternate, tool results lead user turns.
-fn write_turns(turns: &[Turn]) -> Vec<Value> {
-    let mut merged: Vec<(Role, Vec<Value>, Vec<Value>)> = Vec::new();
-    for turn in turns {
-        let mut results = Vec::new();
-        let mut blocks = Vec::new();
-        for part in &turn.parts {
-            match part {
-                Part::ToolResult(r) => results.push(tool_result_block(r)),
-                other => blocks.extend(block(other, turn.role)),
-            }
-        }
-        if results.is_empty() && blocks.is_empty() {
-            continue;
-        }
-        match merged.last_mut() {
-            Some((role, r, b)) if *role == turn.role => {
-                r.append(&mut results);
-                b.append(&mut blocks);
-            }
-            _ => merged.push((turn.role, results, blocks)),
-        }
-    }
-    if let Some((Role::Assistant, _, blocks)) = merged.last_mut() {
-        trim_prefill(blocks);
-    }
-    merged
-        .into_iter()
-        .filter_map(|(role, mut results, blocks)| {
-            results.extend(blocks);
-            let role = match role {
-                Role::User => "user",
-                Role::Assistant => "assistant",
-            };
-            (!results.is_empty()).then(|| json!({"role": role, "content": results}))
-        })
-        .collect()
-}
-
-/// Claude refuses a final assistant turn ending in whitespace.
-fn trim_prefill(blocks: &mut Vec<Value>) {
-    let Some(last) = blocks.last_mut() else {
-        return;
+/// Whether Claude takes thinking with these messages: not with a prefill
+/// (a final assistant turn), nor in a tool loop whose last assistant turn
+/// does not open with its signed thinking (a client that could not keep
+/// it, or an earlier answer from another account).
+fn thinking_fits(body: &Map<String, Value>) -> bool {
+    let Some(messages) = body.get("messages").and_then(Value::as_array) else {
+        return true;
     };
-    if last["type"] != "text" {
-        return;
+    if messages.last().is_some_and(|m| m["role"] == "assistant") {
+        return false;
     }
-    let trimmed = last["text"].as_str().unwrap_or("").trim_end().to_owned();
-    if trimmed.is_empty() {
-        blocks.pop();
-    } else {
-        last["text"] = json!(trimmed);
-    }
-}
-
-/// One part as a content block; `None` for what Claude cannot take.
-fn block(part: &Part, role: Role) -> Option<Value> {
-    match part {
-        Part::Text(t) => text_block(t),
-        Part::Image(image) => Some(image_block(image)),
-        Part::Thinking { text, signature } if role == Role::Assistant => {
-            let signature = signature.as_deref().filter(|s| !s.is_empty())?;
-            Some(match signature.strip_prefix(super::REDACTED_PREFIX) {
-                Some(data) => json!({"type": "redacted_thinking", "data": data}),
-                None => json!({"type": "thinking", "thinking": text, "signature": signature}),
-            })
-        }
-        Part::Thinking { .. } => None,
-        Part::ToolCall(call) => Some(json!({
-            "type": "tool_use", "id": call.id, "name": call.name,
-            "input": Value::Object(call.arguments_object()),
-        })),
-        Part::ToolResult(r) => Some(tool_result_block(r)),
-    }
-}
-
-fn text_block(text: &str) -> Option<Value> {
-    (!text.is_empty()).then(|| json!({"type": "text", "text": text}))
-}
-
-fn image_block(image: &Image) -> Value {
-    match image {
-        Image::Inline { media_type, data } => json!({"type": "image",
-            "source": {"type": "base64", "media_type": media_type, "data": data}}),
-        Image::Url(url) => json!({"type": "image", "source": {"type": "url", "url": url}}),
-    }
-}
-
-fn tool_result_block(r: &ToolResult) -> Value {
-    let mut b = json!({"type": "tool_result", "tool_use_id": r.call_id});
-    let content: Vec<Value> = r
-        .content
-        .iter()
-        .filter_map(|p| match p {
-            Part::Text(t) => text_block(t),
-            Part::Image(i) => Some(image_block(i)),
-            _ => None,
-        })
-        .collect();
-    match content.as_slice() {
-        [] => {}
-        [only] if only["type"] == "text" => b["content"] = only["text"].clone(),
-        _ => b["content"] = Value::Array(content),
-    }
-    if r.is_error {
-        b["is_error"] = json!(true);
-    }
-    b
+    let Some(last_assistant) = messages.iter().rev().find(|m| m["role"] == "assistant") else {
+        return true;
+    };
+    let blocks = last_assistant["content"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let calls_tools = blocks.iter().any(|b| b["type"] == "tool_use");
+    let opens_with_thinking = blocks
+        .first()
+        .is_some_and(|b| b["type"] == "thinking" || b["type"] == "redacted_thinking");
+    !calls_tools || opens_with_thinking
 }
 
 fn write_tool(t: &ToolSpec) -> Result<Value, TranslateError> {
@@ -322,7 +239,7 @@ fn write_tool_choice(choice: &ToolChoice) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::translate::neutral::{Reasoning, ToolCall};
+    use crate::translate::neutral::{Part, Reasoning, Role, ToolCall, ToolResult, Turn};
 
     fn user(text: &str) -> Turn {
         Turn {
@@ -337,52 +254,6 @@ mod tests {
             turns,
             ..Conversation::default()
         }
-    }
-
-    #[test]
-    fn roles_alternate_and_tool_results_lead() {
-        let call = |id: &str| {
-            Part::ToolCall(ToolCall {
-                id: id.into(),
-                name: "f".into(),
-                arguments: json!({"a": 1}),
-            })
-        };
-        let result = |id: &str| {
-            Part::ToolResult(ToolResult {
-                call_id: id.into(),
-                name: None,
-                content: vec![Part::Text("ok".into())],
-                is_error: false,
-            })
-        };
-        let c = conversation(vec![
-            user("hi"),
-            Turn {
-                role: Role::Assistant,
-                parts: vec![call("c1")],
-            },
-            Turn {
-                role: Role::Assistant,
-                parts: vec![call("c2")],
-            },
-            user("also this"),
-            Turn {
-                role: Role::User,
-                parts: vec![result("c1"), result("c2")],
-            },
-        ]);
-        let body = write_request(&c).unwrap();
-        let m = body["messages"].as_array().unwrap();
-        assert_eq!(m.len(), 3);
-        assert_eq!(m[1]["content"].as_array().unwrap().len(), 2);
-        let last = m[2]["content"].as_array().unwrap();
-        assert_eq!(last[0]["tool_use_id"], "c1");
-        assert_eq!(last[1]["tool_use_id"], "c2");
-        assert_eq!(last[1]["content"], "ok");
-        assert_eq!(last[2]["text"], "also this");
-        assert_eq!(body["max_tokens"], DEFAULT_MAX_TOKENS);
-        assert!(!body.contains_key("model"));
     }
 
     #[test]
@@ -405,35 +276,46 @@ mod tests {
     }
 
     #[test]
-    fn unsigned_thinking_is_not_sent_back() {
-        let c = conversation(vec![
+    fn thinking_is_dropped_where_claude_would_refuse_it() {
+        let thinking = |turns| Conversation {
+            reasoning: Some(Reasoning::default()),
+            ..conversation(turns)
+        };
+        let unsigned_loop = thinking(vec![
             user("hi"),
             Turn {
                 role: Role::Assistant,
-                parts: vec![
-                    Part::Thinking {
-                        text: "from gemini".into(),
-                        signature: None,
-                    },
-                    Part::Thinking {
-                        text: String::new(),
-                        signature: Some(format!(
-                            "{}DATA",
-                            crate::translate::messages::REDACTED_PREFIX
-                        )),
-                    },
-                    Part::Text("answer  \n".into()),
-                ],
+                parts: vec![Part::ToolCall(ToolCall {
+                    id: "fc.1/x".into(),
+                    name: "f".into(),
+                    arguments: json!({}),
+                })],
+            },
+            Turn {
+                role: Role::User,
+                parts: vec![Part::ToolResult(ToolResult {
+                    call_id: "fc.1/x".into(),
+                    name: None,
+                    content: vec![],
+                    is_error: false,
+                })],
             },
         ]);
-        let body = write_request(&c).unwrap();
-        let blocks = body["messages"][1]["content"].as_array().unwrap();
-        assert_eq!(blocks.len(), 2);
-        assert_eq!(
-            blocks[0],
-            json!({"type": "redacted_thinking", "data": "DATA"})
-        );
-        assert_eq!(blocks[1]["text"], "answer", "a prefill is trimmed");
+        let body = write_request(&unsigned_loop).unwrap();
+        assert!(!body.contains_key("thinking"));
+        assert_eq!(body["messages"][1]["content"][0]["id"], "fc_1_x");
+        assert_eq!(body["messages"][2]["content"][0]["tool_use_id"], "fc_1_x");
+        let prefill = thinking(vec![
+            user("hi"),
+            Turn {
+                role: Role::Assistant,
+                parts: vec![Part::Text("{".into())],
+            },
+        ]);
+        assert!(!write_request(&prefill).unwrap().contains_key("thinking"));
+        assert!(write_request(&thinking(vec![user("hi")]))
+            .unwrap()
+            .contains_key("thinking"));
     }
 
     #[test]
