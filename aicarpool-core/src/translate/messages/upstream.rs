@@ -32,6 +32,13 @@
 //!
 //! **Refused**: a conversation with no turns, a tool schema that is not an
 //! object, a JSON answer schema that is not an object.
+//!
+//! **Limits**: tool names are sent as they are (Claude takes
+//! `[A-Za-z0-9_-]{1,64}`); a thinking signature is taken to be Claude's
+//! (one another account made, after the client switched accounts, is
+//! refused by Claude); history with tool calls but no tools defined, or
+//! calls without results, is sent as it is and Claude may refuse it; a
+//! JSON schema's nested Gemini-style capital types are not rewritten.
 
 use serde_json::{json, Map, Value};
 
