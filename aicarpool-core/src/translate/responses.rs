@@ -83,6 +83,7 @@ mod request;
 mod stream;
 #[cfg(test)]
 mod tests;
+mod tools;
 
 pub use request::read_request;
 pub use stream::{write_answer, ResponsesWriter};

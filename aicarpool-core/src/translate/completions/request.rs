@@ -189,7 +189,12 @@ pub fn read_request(body: &[u8]) -> Result<Conversation, TranslateError> {
     for (i, m) in messages.iter().enumerate() {
         read_message(m, i, &mut c)?;
     }
-    for t in obj.get("tools").and_then(Value::as_array).into_iter().flatten() {
+    for t in obj
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let Some(f) = t.get("function") else { continue };
         let Some(name) = str_of(f, "name") else {
             continue;
@@ -235,7 +240,9 @@ pub fn read_request(body: &[u8]) -> Result<Conversation, TranslateError> {
     c.json = match obj.get("response_format").and_then(|f| str_of(f, "type")) {
         Some("json_object") => Some(JsonOutput { schema: None }),
         Some("json_schema") => Some(JsonOutput {
-            schema: value.pointer("/response_format/json_schema/schema").cloned(),
+            schema: value
+                .pointer("/response_format/json_schema/schema")
+                .cloned(),
         }),
         _ => None,
     };

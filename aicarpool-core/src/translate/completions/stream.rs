@@ -90,10 +90,11 @@ impl CompletionsReader {
             }
         }
         // Kimi puts the usage in the choice.
-        let usage = chunk
-            .get("usage")
-            .filter(|u| u.is_object())
-            .or_else(|| choice.and_then(|c| c.get("usage")).filter(|u| u.is_object()));
+        let usage = chunk.get("usage").filter(|u| u.is_object()).or_else(|| {
+            choice
+                .and_then(|c| c.get("usage"))
+                .filter(|u| u.is_object())
+        });
         if let Some(u) = usage {
             self.usage = Some(read_usage(u));
             let no_choices = chunk
@@ -174,7 +175,8 @@ impl CompletionsReader {
                 if !self.streamed_one && self.live.is_none() && !entry.name.is_empty() {
                     let id = entry.id.clone().unwrap_or_else(|| format!("call_{index}"));
                     self.blocks.tool_call(&id, &entry.name, out);
-                    self.blocks.arguments(&std::mem::take(&mut entry.arguments), out);
+                    self.blocks
+                        .arguments(&std::mem::take(&mut entry.arguments), out);
                     entry.state = CallState::Live;
                     self.live = Some(index);
                     self.streamed_one = true;

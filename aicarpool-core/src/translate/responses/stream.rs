@@ -145,7 +145,12 @@ impl ResponsesWriter {
     }
 
     /// Announces the reasoning item, once; returns its output index.
-    fn announce_reasoning(&mut self, id: &str, index: &mut Option<usize>, out: &mut Vec<u8>) -> usize {
+    fn announce_reasoning(
+        &mut self,
+        id: &str,
+        index: &mut Option<usize>,
+        out: &mut Vec<u8>,
+    ) -> usize {
         if let Some(i) = *index {
             return i;
         }
@@ -299,7 +304,11 @@ impl ResponsesWriter {
         let response = self
             .envelope
             .failed(&self.output, failure_code(status), message);
-        self.emit("response.failed", json!({"response": response.clone()}), out);
+        self.emit(
+            "response.failed",
+            json!({"response": response.clone()}),
+            out,
+        );
         self.last = Some(response);
     }
 }
@@ -338,7 +347,11 @@ impl WriteClient for ResponsesWriter {
     fn end(&mut self, out: &mut Vec<u8>) {
         if !self.done {
             self.close(out);
-            self.fail(502, "the upstream ended the stream before the answer was complete", out);
+            self.fail(
+                502,
+                "the upstream ended the stream before the answer was complete",
+                out,
+            );
         }
     }
 
