@@ -417,3 +417,270 @@ fn reasoning(t: &Map<String, Value>) -> Option<Reasoning> {
         show: t.get("includeThoughts") == Some(&Value::Bool(true)),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aicarpool_testkit::fixtures;
+    use serde_json::json;
+
+    fn read(body: Value) -> Result<Conversation, TranslateError> {
+        read_request(body.to_string().as_bytes(), "gemini-2.5-pro", false)
+    }
+
+    #[test]
+    fn gemini_clis_streamed_turn_translates() {
+        let f = fixtures::gemini_cli_stream();
+        let c = read_request(&f.body, "gemini-3.1-pro-preview", true).unwrap();
+        assert_eq!(c.model, "gemini-3.1-pro-preview");
+        assert!(c.stream);
+        assert_eq!(c.system.len(), 1);
+        assert!(c.system[0].starts_with("You are Gemini CLI"));
+        let names: Vec<&str> = c.tools.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names.len(), 8, "{names:?}");
+        assert!(names.contains(&"google_web_search") && names.contains(&"read_file"));
+        let read_file = c.tools.iter().find(|t| t.name == "read_file").unwrap();
+        assert_eq!(read_file.parameters["type"], "object");
+        assert!(read_file.parameters["properties"]["file_path"].is_object());
+        assert!(read_file.description.is_some());
+        assert_eq!(c.turns.len(), 1);
+        assert_eq!(c.turns[0].role, Role::User);
+        assert_eq!(c.turns[0].parts.len(), 2);
+        assert_eq!(c.turns[0].parts[1], Part::Text("say pong".into()));
+        let r = c.reasoning.unwrap();
+        assert_eq!(
+            (r.effort, r.budget_tokens, r.show),
+            (Some(Effort::High), None, true)
+        );
+        assert_eq!(
+            (c.temperature, c.top_p, c.top_k),
+            (Some(1.0), Some(0.95), Some(64))
+        );
+    }
+
+    #[test]
+    fn gemini_clis_routing_call_translates_to_a_json_answer() {
+        let f = fixtures::gemini_cli_routing();
+        let c = read_request(&f.body, "gemini-3.5-flash-lite", false).unwrap();
+        assert!(!c.stream);
+        assert!(c.system[0].contains("Task Routing AI"));
+        // Two user turns in a row are one.
+        assert_eq!(c.turns.len(), 1);
+        assert_eq!(c.turns[0].parts.len(), 2);
+        let schema = c.json.unwrap().schema.unwrap();
+        assert_eq!(schema["type"], "object");
+        assert_eq!(schema["properties"]["complexity_score"]["type"], "integer");
+        assert_eq!(
+            schema["required"],
+            json!(["complexity_reasoning", "complexity_score"])
+        );
+    }
+
+    #[test]
+    fn the_other_captured_clients_translate() {
+        let c = read_request(&fixtures::gemini_cli_model_flag().body, "m", true).unwrap();
+        assert_eq!(c.reasoning.unwrap().budget_tokens, Some(8192));
+        let c = read_request(&fixtures::py_genai_generate().body, "m", false).unwrap();
+        assert_eq!(c.system, vec!["Be terse.".to_owned()]);
+        assert_eq!(c.max_tokens, Some(64));
+        for f in [fixtures::py_genai_stream(), fixtures::pyold_genai_stream()] {
+            let c = read_request(&f.body, "m", true).unwrap();
+            assert_eq!(c.turns[0].parts, vec![Part::Text("say pong".into())]);
+        }
+    }
+
+    #[test]
+    fn calls_without_ids_get_stable_ids_and_responses_find_them() {
+        let body = json!({"contents": [
+            {"role": "user", "parts": [{"text": "read a and b"}]},
+            {"role": "model", "parts": [
+                {"text": "Reading."},
+                {"functionCall": {"name": "read_file", "args": {"file_path": "a"}}},
+                {"functionCall": {"name": "read_file", "args": {"file_path": "b"}}},
+                {"functionCall": {"name": "glob", "args": {"pattern": "*"}, "id": "g-1"}}
+            ]},
+            {"role": "user", "parts": [
+                {"functionResponse": {"name": "glob", "response": {"output": "x"}}},
+                {"functionResponse": {"name": "read_file", "response": {"output": "A"}}},
+                {"functionResponse": {"name": "read_file", "response": {"output": "B"}}}
+            ]}
+        ]});
+        let c = read(body.clone()).unwrap();
+        assert_eq!(synthesized_call_id(1, 1), "call_1_1");
+        let calls: Vec<(&str, &str)> = c.turns[1]
+            .parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::ToolCall(call) => Some((
+                    call.id.as_str(),
+                    call.arguments["file_path"].as_str().unwrap_or("-"),
+                )),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            calls,
+            vec![("call_1_1", "a"), ("call_1_2", "b"), ("g-1", "-")]
+        );
+        let results: Vec<(&str, String)> = c.turns[2]
+            .parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::ToolResult(r) => Some((r.call_id.as_str(), r.text())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            results,
+            vec![
+                ("g-1", "x".into()),
+                ("call_1_1", "A".into()),
+                ("call_1_2", "B".into())
+            ]
+        );
+        // The same history read again gives the same ids.
+        assert_eq!(read(body).unwrap(), c);
+    }
+
+    #[test]
+    fn a_response_that_answers_nothing_is_invalid() {
+        let body = json!({"contents": [
+            {"role": "model", "parts": [{"functionCall": {"name": "a"}}]},
+            {"role": "user", "parts": [
+                {"functionResponse": {"name": "a", "response": {}}},
+                {"functionResponse": {"name": "a", "response": {}}}
+            ]}
+        ]});
+        assert!(
+            matches!(read(body), Err(TranslateError::Invalid(m)) if m.contains("answers no functionCall"))
+        );
+        let misplaced =
+            json!({"contents": [{"role": "user", "parts": [{"functionCall": {"name": "a"}}]}]});
+        assert!(matches!(read(misplaced), Err(TranslateError::Invalid(_))));
+    }
+
+    #[test]
+    fn response_objects_become_text() {
+        let cases = [
+            (json!({"output": "done"}), "done", false),
+            (json!({"content": {"a": 1}}), "{\"a\":1}", false),
+            (json!({"error": "no such file"}), "no such file", true),
+            (json!({"a": 1, "b": 2}), "{\"a\":1,\"b\":2}", false),
+        ];
+        for (response, text, is_error) in cases {
+            assert_eq!(response_text(Some(&response)), (text.to_owned(), is_error));
+        }
+    }
+
+    #[test]
+    fn images_are_read_and_other_media_refused() {
+        let body = |part: Value| json!({"contents": [{"role": "user", "parts": [part]}]});
+        let c = read(body(
+            json!({"inlineData": {"mimeType": "image/png", "data": "iVBOR"}}),
+        ))
+        .unwrap();
+        assert_eq!(
+            c.turns[0].parts[0],
+            Part::Image(Image::Inline {
+                media_type: "image/png".into(),
+                data: "iVBOR".into()
+            })
+        );
+        let c = read(body(
+            json!({"fileData": {"mimeType": "image/jpeg", "fileUri": "https://x.test/a.jpg"}}),
+        ))
+        .unwrap();
+        assert_eq!(
+            c.turns[0].parts[0],
+            Part::Image(Image::Url("https://x.test/a.jpg".into()))
+        );
+        for refused in [
+            json!({"inlineData": {"mimeType": "application/pdf", "data": "JVBER"}}),
+            json!({"fileData": {"mimeType": "image/png", "fileUri": "gs://bucket/a.png"}}),
+            json!({"fileData": {"fileUri": "https://generativelanguage.googleapis.com/v1beta/files/abc"}}),
+            json!({"executableCode": {"language": "PYTHON", "code": "1"}}),
+        ] {
+            assert!(matches!(
+                read(body(refused)),
+                Err(TranslateError::Unsupported(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn thoughts_and_packed_thinking_come_back() {
+        let packed = signature::pack_thinking("plan", "claude-sig");
+        let c = read(json!({"contents": [
+            {"role": "user", "parts": [{"text": "hi"}]},
+            {"role": "model", "parts": [
+                {"text": "hmm", "thought": true, "thoughtSignature": "g-sig"},
+                {"text": "ok", "thoughtSignature": "ignored"},
+                {"functionCall": {"name": "f", "args": {}}, "thoughtSignature": packed},
+                {"thoughtSignature": "lone"}
+            ]}
+        ]}))
+        .unwrap();
+        assert_eq!(
+            c.turns[1].parts,
+            vec![
+                Part::Thinking {
+                    text: "hmm".into(),
+                    signature: Some("g-sig".into())
+                },
+                Part::Text("ok".into()),
+                Part::Thinking {
+                    text: "plan".into(),
+                    signature: Some("claude-sig".into())
+                },
+                Part::ToolCall(ToolCall {
+                    id: "call_1_2".into(),
+                    name: "f".into(),
+                    arguments: json!({})
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn generation_config_and_tools_translate() {
+        let c = read(json!({
+            "contents": [{"parts": [{"text": "hi"}]}],
+            "tools": [
+                {"googleSearch": {}},
+                {"functionDeclarations": [
+                    {"name": "f", "parameters": {"type": "OBJECT", "properties": {"n": {"type": "NUMBER"}}}},
+                    {"name": "g"}
+                ]},
+                {"codeExecution": {}}
+            ],
+            "toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["g"]}},
+            "generationConfig": {"stopSequences": ["END"], "maxOutputTokens": 10,
+                "responseMimeType": "application/json",
+                "responseSchema": {"type": "ARRAY", "items": {"type": "STRING"}},
+                "thinkingConfig": {"thinkingBudget": -1}},
+            "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}]
+        }))
+        .unwrap();
+        assert_eq!(c.tools.len(), 2);
+        assert_eq!(c.tools[0].parameters["properties"]["n"]["type"], "number");
+        assert_eq!(c.tools[1].parameters["type"], "object");
+        assert_eq!(c.tool_choice, Some(ToolChoice::Tool("g".into())));
+        assert_eq!(c.stop, vec!["END".to_owned()]);
+        assert_eq!(
+            c.json.unwrap().schema.unwrap(),
+            json!({"type": "array", "items": {"type": "string"}})
+        );
+        assert_eq!(c.reasoning, Some(Reasoning::default()));
+        let off = read(
+            json!({"contents": [], "generationConfig": {"thinkingConfig": {"thinkingBudget": 0}}}),
+        )
+        .unwrap();
+        assert_eq!(off.reasoning, None);
+        let many = read(json!({"contents": [], "generationConfig": {"candidateCount": 2}}));
+        assert!(
+            matches!(many, Err(TranslateError::Unsupported(m)) if m.contains("candidateCount"))
+        );
+        assert!(matches!(read(json!([])), Err(TranslateError::Invalid(_))));
+        assert!(matches!(read(json!({})), Err(TranslateError::Invalid(_))));
+    }
+}
