@@ -285,3 +285,229 @@ impl WriteClient for GeminiWriter {
         self.close_array(out);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translate::neutral::unfold;
+
+    fn usage() -> Usage {
+        Usage {
+            input_tokens: 10,
+            output_tokens: 7,
+            cache_read_tokens: 100,
+            cache_write_5m_tokens: 5,
+            ..Usage::default()
+        }
+    }
+
+    fn tool_turn() -> Vec<Event> {
+        vec![
+            Event::Start {
+                id: Some("msg_1".into()),
+                usage: Usage::default(),
+            },
+            Event::BlockStart(Block::Thinking),
+            Event::Delta("let me ".into()),
+            Event::Delta("look".into()),
+            Event::Signature("sig-1".into()),
+            Event::BlockEnd,
+            Event::BlockStart(Block::Text),
+            Event::Delta("Reading.".into()),
+            Event::BlockEnd,
+            Event::BlockStart(Block::ToolCall {
+                id: "toolu_1".into(),
+                name: "read_file".into(),
+            }),
+            Event::Delta("{\"file_path\":".into()),
+            Event::Delta("\"a\"}".into()),
+            Event::BlockEnd,
+            Event::BlockStart(Block::ToolCall {
+                id: "toolu_2".into(),
+                name: "read_file".into(),
+            }),
+            Event::BlockEnd,
+            Event::Finish {
+                stop: StopReason::ToolUse,
+                usage: usage(),
+            },
+        ]
+    }
+
+    fn sse_chunks(out: &[u8]) -> Vec<Value> {
+        let text = std::str::from_utf8(out).unwrap();
+        assert!(text.ends_with("\r\n\r\n"));
+        text.split("\r\n\r\n")
+            .filter(|e| !e.is_empty())
+            .map(|e| serde_json::from_str(e.strip_prefix("data: ").unwrap()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_tool_turn_streams_as_sse_chunks() {
+        let mut w = GeminiWriter::new("claude-sonnet-4-5", true);
+        let mut out = Vec::new();
+        for e in tool_turn() {
+            w.event(&e, &mut out);
+        }
+        w.end(&mut out);
+        let chunks = sse_chunks(&out);
+        let parts: Vec<&Value> = chunks
+            .iter()
+            .filter_map(|c| c.pointer("/candidates/0/content/parts/0"))
+            .collect();
+        assert_eq!(parts.len(), 5, "{chunks:?}");
+        assert_eq!(parts[0], &json!({"text": "let me ", "thought": true}));
+        assert_eq!(parts[1], &json!({"text": "look", "thought": true}));
+        assert_eq!(parts[2], &json!({"text": "Reading."}));
+        assert_eq!(
+            parts[3]["functionCall"],
+            json!({"name": "read_file", "args": {"file_path": "a"}, "id": "toolu_1"})
+        );
+        // The signed thinking rides on the next call only.
+        let packed = parts[3]["thoughtSignature"].as_str().unwrap();
+        assert_eq!(
+            super::super::signature::unpack_thinking(packed),
+            Some(Part::Thinking {
+                text: "let me look".into(),
+                signature: Some("sig-1".into())
+            })
+        );
+        assert_eq!(
+            parts[4]["functionCall"],
+            json!({"name": "read_file", "args": {}, "id": "toolu_2"})
+        );
+        assert!(parts[4].get("thoughtSignature").is_none());
+        let last = chunks.last().unwrap();
+        assert_eq!(last["candidates"][0]["finishReason"], "STOP");
+        assert_eq!(
+            last["usageMetadata"],
+            json!({"promptTokenCount": 115, "candidatesTokenCount": 7,
+                   "totalTokenCount": 122, "cachedContentTokenCount": 100})
+        );
+        assert!(chunks
+            .iter()
+            .all(|c| c["responseId"] == "msg_1" && c["modelVersion"] == "claude-sonnet-4-5"));
+    }
+
+    #[test]
+    fn without_sse_the_stream_is_one_json_array() {
+        let mut w = GeminiWriter::new("m", false);
+        let mut out = Vec::new();
+        for e in tool_turn() {
+            w.event(&e, &mut out);
+        }
+        w.end(&mut out);
+        w.end(&mut out);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 6);
+        assert_eq!(v[5]["candidates"][0]["finishReason"], "STOP");
+    }
+
+    #[test]
+    fn errors_end_the_stream_in_geminis_shape() {
+        let mut w = GeminiWriter::new("m", true);
+        let mut out = Vec::new();
+        w.event(
+            &Event::Start {
+                id: None,
+                usage: Usage::default(),
+            },
+            &mut out,
+        );
+        w.event(&Event::BlockStart(Block::Text), &mut out);
+        w.event(&Event::Delta("par".into()), &mut out);
+        w.event(
+            &Event::Error {
+                status: 529,
+                message: "Overloaded".into(),
+            },
+            &mut out,
+        );
+        w.event(&Event::Delta("ignored".into()), &mut out);
+        w.end(&mut out);
+        let chunks = sse_chunks(&out);
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(
+            chunks[1],
+            json!({"error": {"code": 529, "message": "Overloaded", "status": "UNAVAILABLE"}})
+        );
+
+        let mut w = GeminiWriter::new("m", false);
+        let mut out = Vec::new();
+        w.broken(502, "reset", &mut out);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v,
+            json!([{"error": {"code": 502, "message": "reset", "status": "INTERNAL"}}])
+        );
+    }
+
+    #[test]
+    fn statuses_map_to_geminis_names() {
+        let names: Vec<&str> = [400, 401, 403, 404, 429, 503, 529, 500, 502]
+            .map(error_status)
+            .to_vec();
+        assert_eq!(
+            names,
+            [
+                "INVALID_ARGUMENT",
+                "UNAUTHENTICATED",
+                "PERMISSION_DENIED",
+                "NOT_FOUND",
+                "RESOURCE_EXHAUSTED",
+                "UNAVAILABLE",
+                "UNAVAILABLE",
+                "INTERNAL",
+                "INTERNAL"
+            ]
+        );
+        let v: Value = serde_json::from_slice(&error_body(429, "slow down")).unwrap();
+        assert_eq!(v["error"]["status"], "RESOURCE_EXHAUSTED");
+        assert_eq!(v["error"]["message"], "slow down");
+    }
+
+    #[test]
+    fn a_whole_answer_is_one_response() {
+        let answer = Answer {
+            id: Some("chatcmpl-1".into()),
+            parts: vec![
+                Part::Text("Hi".into()),
+                Part::ToolCall(ToolCall {
+                    id: "call_9".into(),
+                    name: "f".into(),
+                    arguments: json!({"x": 1}),
+                }),
+            ],
+            stop: StopReason::ToolUse,
+            usage: usage(),
+        };
+        let v: Value = serde_json::from_slice(&write_answer(&answer, "gpt-5")).unwrap();
+        let parts = &v["candidates"][0]["content"]["parts"];
+        assert_eq!(parts[0], json!({"text": "Hi"}));
+        assert_eq!(parts[1]["functionCall"]["id"], "call_9");
+        assert_eq!(v["candidates"][0]["finishReason"], "STOP");
+        assert_eq!(v["responseId"], "chatcmpl-1");
+        for (stop, reason) in [
+            (StopReason::MaxTokens, "MAX_TOKENS"),
+            (StopReason::Refusal, "SAFETY"),
+        ] {
+            let a = Answer {
+                stop,
+                ..Answer::default()
+            };
+            let v: Value = serde_json::from_slice(&write_answer(&a, "m")).unwrap();
+            assert_eq!(v["candidates"][0]["finishReason"], reason);
+            // The streamed form ends the same way.
+            let mut w = GeminiWriter::new("m", true);
+            let mut out = Vec::new();
+            for e in unfold(&a) {
+                w.event(&e, &mut out);
+            }
+            assert_eq!(
+                sse_chunks(&out).last().unwrap()["candidates"][0]["finishReason"],
+                reason
+            );
+        }
+    }
+}
