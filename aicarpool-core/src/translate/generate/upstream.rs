@@ -234,3 +234,228 @@ fn image_mime(url: &str) -> Option<&'static str> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translate::generate::signature::call_id;
+    use crate::translate::neutral::{JsonOutput, Reasoning, ToolSpec, Turn};
+
+    fn call(id: &str, name: &str) -> Part {
+        Part::ToolCall(ToolCall {
+            id: id.into(),
+            name: name.into(),
+            arguments: json!({"p": id}),
+        })
+    }
+
+    fn result(id: &str, text: &str, is_error: bool) -> Part {
+        Part::ToolResult(ToolResult {
+            call_id: id.into(),
+            name: None,
+            content: vec![Part::Text(text.into())],
+            is_error,
+        })
+    }
+
+    fn tool_conversation() -> Conversation {
+        Conversation {
+            system: vec!["Be brief.".into(), "Use tools.".into()],
+            turns: vec![
+                Turn {
+                    role: Role::User,
+                    parts: vec![Part::Text("read both".into())],
+                },
+                Turn {
+                    role: Role::Assistant,
+                    parts: vec![
+                        Part::Thinking {
+                            text: "plan".into(),
+                            signature: Some("claude".into()),
+                        },
+                        call("toolu_a", "Read"),
+                        call("toolu_b", "Read"),
+                    ],
+                },
+                Turn {
+                    role: Role::User,
+                    parts: vec![result("toolu_a", "A", false)],
+                },
+                Turn {
+                    role: Role::User,
+                    parts: vec![
+                        result("toolu_b", "missing", true),
+                        Part::Text("go on".into()),
+                    ],
+                },
+            ],
+            tools: vec![ToolSpec {
+                name: "Read".into(),
+                description: Some("Reads a file".into()),
+                parameters: json!({"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+                    "properties": {"p": {"type": "string"}}, "additionalProperties": false}),
+            }],
+            tool_choice: Some(ToolChoice::Tool("Read".into())),
+            ..Conversation::default()
+        }
+    }
+
+    #[test]
+    fn a_tool_history_is_written_with_names_ids_and_alternating_roles() {
+        let body = Value::Object(write_request(&tool_conversation()).unwrap());
+        let contents = body["contents"].as_array().unwrap();
+        assert_eq!(contents.len(), 3);
+        assert_eq!(contents[1]["role"], "model");
+        // The foreign thinking is dropped; the first call gets the placeholder.
+        assert_eq!(
+            contents[1]["parts"],
+            json!([
+                {"functionCall": {"name": "Read", "args": {"p": "toolu_a"}, "id": "toolu_a"}, "thoughtSignature": PLACEHOLDER},
+                {"functionCall": {"name": "Read", "args": {"p": "toolu_b"}, "id": "toolu_b"}}
+            ])
+        );
+        assert_eq!(
+            contents[2]["parts"],
+            json!([
+                {"functionResponse": {"name": "Read", "id": "toolu_a", "response": {"output": "A"}}},
+                {"functionResponse": {"name": "Read", "id": "toolu_b", "response": {"error": "missing"}}},
+                {"text": "go on"}
+            ])
+        );
+        assert_eq!(
+            body["systemInstruction"],
+            json!({"parts": [{"text": "Be brief."}, {"text": "Use tools."}]})
+        );
+        assert_eq!(
+            body["tools"][0]["functionDeclarations"][0],
+            json!({"name": "Read", "description": "Reads a file", "parametersJsonSchema":
+                {"type": "object", "properties": {"p": {"type": "string"}}, "additionalProperties": false}})
+        );
+        assert_eq!(
+            body["toolConfig"]["functionCallingConfig"],
+            json!({"mode": "ANY", "allowedFunctionNames": ["Read"]})
+        );
+        assert!(body.get("generationConfig").is_none());
+    }
+
+    #[test]
+    fn geminis_own_signatures_go_back_on_the_call() {
+        let signed = call_id(Some("R2VtaW5p"), None, String::new);
+        let c = Conversation {
+            turns: vec![
+                Turn {
+                    role: Role::Assistant,
+                    parts: vec![call(&signed, "f")],
+                },
+                Turn {
+                    role: Role::User,
+                    parts: vec![result(&signed, "ok", false)],
+                },
+            ],
+            ..Conversation::default()
+        };
+        let body = Value::Object(write_request(&c).unwrap());
+        assert_eq!(
+            body["contents"][0]["parts"][0],
+            json!({"functionCall": {"name": "f", "args": {"p": signed}}, "thoughtSignature": "R2VtaW5p"})
+        );
+        assert_eq!(
+            body["contents"][1]["parts"][0],
+            json!({"functionResponse": {"name": "f", "response": {"output": "ok"}}})
+        );
+    }
+
+    #[test]
+    fn generation_config_is_written_and_limits_refused() {
+        let mut c = Conversation {
+            turns: vec![Turn {
+                role: Role::User,
+                parts: vec![Part::Text("hi".into())],
+            }],
+            max_tokens: Some(100),
+            temperature: Some(0.5),
+            top_p: Some(0.9),
+            top_k: Some(40),
+            stop: vec!["END".into()],
+            json: Some(JsonOutput {
+                schema: Some(json!({"$schema": "x", "type": "object"})),
+            }),
+            reasoning: Some(Reasoning {
+                budget_tokens: Some(31_999),
+                effort: None,
+                show: true,
+            }),
+            ..Conversation::default()
+        };
+        let body = Value::Object(write_request(&c).unwrap());
+        assert_eq!(
+            body["generationConfig"],
+            json!({"maxOutputTokens": 100, "temperature": 0.5, "topP": 0.9, "topK": 40,
+                "stopSequences": ["END"], "responseMimeType": "application/json",
+                "responseJsonSchema": {"type": "object"},
+                "thinkingConfig": {"thinkingBudget": 24576, "includeThoughts": true}})
+        );
+        c.stop = (0..6).map(|i| i.to_string()).collect();
+        assert!(
+            matches!(write_request(&c), Err(TranslateError::Unsupported(m)) if m.contains("stop sequences"))
+        );
+    }
+
+    #[test]
+    fn images_and_unanswerable_results() {
+        let with = |parts: Vec<Part>| Conversation {
+            turns: vec![Turn {
+                role: Role::User,
+                parts,
+            }],
+            ..Conversation::default()
+        };
+        let body = Value::Object(
+            write_request(&with(vec![
+                Part::Image(Image::Inline {
+                    media_type: "image/png".into(),
+                    data: "iVBOR".into(),
+                }),
+                Part::Image(Image::Url("https://x.test/a.JPG?size=2".into())),
+            ]))
+            .unwrap(),
+        );
+        assert_eq!(
+            body["contents"][0]["parts"],
+            json!([{"inlineData": {"mimeType": "image/png", "data": "iVBOR"}},
+                   {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://x.test/a.JPG?size=2"}}])
+        );
+        let unknown = with(vec![Part::Image(Image::Url("https://x.test/image".into()))]);
+        assert!(matches!(
+            write_request(&unknown),
+            Err(TranslateError::Unsupported(_))
+        ));
+        let orphan = with(vec![result("nowhere", "x", false)]);
+        assert!(matches!(
+            write_request(&orphan),
+            Err(TranslateError::Invalid(_))
+        ));
+        assert!(matches!(
+            write_request(&Conversation::default()),
+            Err(TranslateError::Invalid(_))
+        ));
+        let image_result = with(vec![
+            Part::ToolCall(ToolCall {
+                id: "c".into(),
+                name: "shot".into(),
+                arguments: json!({}),
+            }),
+            Part::ToolResult(ToolResult {
+                call_id: "c".into(),
+                name: Some("shot".into()),
+                content: vec![Part::Image(Image::Inline {
+                    media_type: "image/png".into(),
+                    data: "AA".into(),
+                })],
+                is_error: false,
+            }),
+        ]);
+        let body = Value::Object(write_request(&image_result).unwrap());
+        assert_eq!(body["contents"][0]["parts"][1]["inlineData"]["data"], "AA");
+    }
+}
