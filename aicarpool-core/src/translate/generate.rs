@@ -106,6 +106,7 @@
 //! candidate is read.
 
 mod client;
+mod config;
 mod reader;
 mod schema;
 mod signature;

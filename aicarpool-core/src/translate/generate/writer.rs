@@ -219,6 +219,7 @@ impl WriteClient for GeminiWriter {
             return;
         }
         match event {
+            // The array's `[` is the only opening frame: Gemini's SSE has none.
             Event::Start { id, .. } => {
                 if let Some(id) = id {
                     self.id = Some(id.clone());
@@ -237,6 +238,8 @@ impl WriteClient for GeminiWriter {
                     }),
                 });
             }
+            // Gemini CLI takes a chunk with an empty part as invalid.
+            Event::Delta(d) if d.is_empty() => {}
             Event::Delta(d) => match &mut self.open {
                 Some(Open::Text) => self.chunk(vec![json!({"text": d})], None, out),
                 Some(Open::Thinking(text)) => {
@@ -417,6 +420,7 @@ mod tests {
         );
         w.event(&Event::BlockStart(Block::Text), &mut out);
         w.event(&Event::Delta("par".into()), &mut out);
+        w.event(&Event::Delta(String::new()), &mut out);
         w.event(
             &Event::Error {
                 status: 529,
