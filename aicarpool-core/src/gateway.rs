@@ -57,6 +57,7 @@ mod admission;
 mod answer;
 mod auth;
 mod budget;
+mod crossing;
 mod dispatch;
 mod error;
 mod exchange;

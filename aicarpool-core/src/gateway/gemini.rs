@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 use serde::Deserialize;
 
+use super::crossing::{ClientSide, Crossing};
 use super::exchange::{self, Inbound, Leg, PathKind, RequestContext, SendFuture, Wire};
 use super::paths::GeminiCall;
 use super::{GatewayBody, GatewayError, Inner};
@@ -18,6 +19,7 @@ use crate::provider::gemini::{GeminiMethod, GeminiRequest};
 use crate::router::RoutableAccount;
 use crate::stream::gemini::{usage_from_body, GeminiStreamUsage};
 use crate::stream::tap::{ClientStream, Passthrough, StreamTap};
+use crate::translate;
 use crate::usage::Usage;
 
 /// What the gateway reads of a Gemini body: the output bound.
@@ -79,15 +81,29 @@ impl Wire for Gemini {
     }
 
     fn upstreams(&self) -> &[Protocol] {
-        &[Protocol::Gemini]
+        // Token counts are Gemini's own: no other protocol answers them.
+        match self.call.method {
+            GeminiMethod::CountTokens => &[Protocol::Gemini],
+            _ => &[Protocol::Gemini, Protocol::Anthropic, Protocol::Openai],
+        }
     }
 
-    fn leg(
-        &self,
-        _upstream: Protocol,
-        _ctx: &RequestContext,
-    ) -> Result<Box<dyn Leg>, GatewayError> {
-        Ok(Box::new(self.clone()))
+    fn leg(&self, upstream: Protocol, ctx: &RequestContext) -> Result<Box<dyn Leg>, GatewayError> {
+        if upstream == Protocol::Gemini {
+            return Ok(Box::new(self.clone()));
+        }
+        let stream = self.call.method == GeminiMethod::StreamGenerateContent;
+        let conversation = translate::generate::read_request(&ctx.body, &ctx.model, stream)
+            .map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
+        let sse = ctx
+            .query
+            .as_deref()
+            .is_some_and(|q| q.split('&').any(|p| p == "alt=sse"));
+        Ok(Box::new(Crossing::new(
+            &conversation,
+            upstream,
+            ClientSide::Gemini { sse },
+        )?))
     }
 }
 

@@ -9,6 +9,7 @@ use http::{HeaderMap, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::crossing::{ClientSide, Crossing};
 use super::exchange::{self, Inbound, Leg, PathKind, RequestContext, SendFuture, Wire};
 use super::{GatewayBody, GatewayError, Inner};
 use crate::account::Protocol;
@@ -18,6 +19,7 @@ use crate::router::session;
 use crate::router::RoutableAccount;
 use crate::stream::anthropic::{usage_from_body, AnthropicStreamUsage};
 use crate::stream::tap::{ClientStream, Passthrough, StreamTap};
+use crate::translate;
 use crate::usage::Usage;
 
 /// The top-level fields the gateway reads; everything else passes
@@ -115,15 +117,26 @@ impl Wire for Anthropic {
     }
 
     fn upstreams(&self) -> &[Protocol] {
-        &[Protocol::Anthropic]
+        // Token counts are Anthropic's own: no other protocol answers them.
+        match self.endpoint {
+            MessagesEndpoint::Messages => {
+                &[Protocol::Anthropic, Protocol::Openai, Protocol::Gemini]
+            }
+            _ => &[Protocol::Anthropic],
+        }
     }
 
-    fn leg(
-        &self,
-        _upstream: Protocol,
-        _ctx: &RequestContext,
-    ) -> Result<Box<dyn Leg>, GatewayError> {
-        Ok(Box::new(*self))
+    fn leg(&self, upstream: Protocol, ctx: &RequestContext) -> Result<Box<dyn Leg>, GatewayError> {
+        if upstream == Protocol::Anthropic {
+            return Ok(Box::new(*self));
+        }
+        let conversation = translate::messages::read_request(&ctx.body)
+            .map_err(|e| GatewayError::InvalidRequest(e.to_string()))?;
+        Ok(Box::new(Crossing::new(
+            &conversation,
+            upstream,
+            ClientSide::Messages,
+        )?))
     }
 }
 

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use super::crossing::{ClientSide, Crossing};
 use super::exchange::{
     self, service_of, translated_headers, Inbound, Leg, PathKind, RequestContext, SendFuture, Wire,
 };
@@ -414,15 +415,20 @@ impl Wire for Responses {
     }
 
     fn upstreams(&self) -> &[Protocol] {
-        &[Protocol::Openai]
+        &[Protocol::Openai, Protocol::Anthropic, Protocol::Gemini]
     }
 
-    fn leg(
-        &self,
-        _upstream: Protocol,
-        _ctx: &RequestContext,
-    ) -> Result<Box<dyn Leg>, GatewayError> {
-        Ok(Box::new(Responses))
+    fn leg(&self, upstream: Protocol, ctx: &RequestContext) -> Result<Box<dyn Leg>, GatewayError> {
+        if upstream == Protocol::Openai {
+            return Ok(Box::new(Responses));
+        }
+        let request = translate::responses::read_request(&ctx.body).map_err(invalid)?;
+        let conversation = request.conversation.clone();
+        Ok(Box::new(Crossing::new(
+            &conversation,
+            upstream,
+            ClientSide::Responses(Box::new(request)),
+        )?))
     }
 }
 
