@@ -354,8 +354,10 @@ fn unserved(
         .find(|p| *p != own && speaks(*p))
     {
         return GatewayError::NotFound(format!(
-            "no account of this group serves this API; its {} accounts can serve it through \
-             translation once their owner adds \"{}\" to their `serves`",
+            "no account of this group serves this API (it needs an account of platform {}); \
+             its {} accounts can serve it through translation once their owner adds \"{}\" \
+             to their `serves`",
+            platforms(own),
             platforms(other),
             service_name(own),
         ));
